@@ -1,0 +1,17 @@
+# The two commands of the README. Both create .venv at the repo root and install everything first.
+.PHONY: run test lint setup
+
+setup:
+	@bash scripts/bootstrap.sh
+
+run: setup
+	.venv/bin/python -m sparselearning.quickstart
+
+# pytest exits 5 when it collected no test: that fails here, as it must.
+test: setup
+	.venv/bin/python -m ruff check .
+	.venv/bin/python -m pytest
+
+lint: setup
+	.venv/bin/python -m ruff check .
+	.venv/bin/python -m ruff format --check .

@@ -1,0 +1,1 @@
+"""Sparse neural network training for PyTorch."""

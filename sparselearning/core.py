@@ -1,0 +1,594 @@
+"""`Masking`: owns the masks of a model's weights and keeps weights and optimizer state consistent with them.
+
+It does three things and nothing else: set up masks (`add_module`), keep masked weights and their optimizer
+state at exactly zero on every step (`step`), and change which weights are active (`update_connections`),
+delegating every decision to the registries in `sparselearning.funcs`. Counting FLOPs, logging and moving
+devices live elsewhere.
+
+Typical use, replacing `optimizer.step()` in an existing loop::
+
+    masking = Masking(optimizer, CosineDecay(0.3, T_max=int(0.75 * total_steps)), density=0.1,
+                      growth_mode="absolute-gradient", redistribution_mode="none",
+                      update_frequency=100, end_when=int(0.75 * total_steps))
+    masking.add_module(model)
+    ...
+    loss.backward()
+    masking.step()          # drops/grows on update iterations, else masks gradients and steps the optimizer
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparselearning.errors import (
+    SparseLearningError,
+    check_choice,
+    check_density,
+    check_positive_int,
+)
+from sparselearning.funcs.decay import Decay
+from sparselearning.funcs.grow import registry as grow_registry
+from sparselearning.funcs.init_scheme import registry as init_registry
+from sparselearning.funcs.prune import GLOBAL_MODES
+from sparselearning.funcs.prune import registry as prune_registry
+from sparselearning.funcs.redistribute import PRESERVING_MODES
+from sparselearning.funcs.redistribute import registry as redistribute_registry
+from sparselearning.ops.rng import generator_for
+from sparselearning.ops.select import apportion
+from sparselearning.stats import LayerStats
+
+log = logging.getLogger(__name__)
+
+MASKABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvNd)
+
+
+def unwrap_model(module: nn.Module) -> nn.Module:
+    """The model inside DistributedDataParallel / DataParallel, so weight names never carry `module.`."""
+    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    while isinstance(module, wrappers):
+        module = module.module
+    return module
+
+
+# Optimizers that add L2 weight decay to the gradient (`g + wd * w`) before anything else.
+_L2_GRADIENT_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.RMSprop)
+
+
+@contextlib.contextmanager
+def _weight_decay_in_place(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Add L2 weight decay to the gradients in place and hide it from the optimizer for one step.
+
+    The optimizer would compute the very same `g + wd * w` into a freshly allocated tensor; doing it in place
+    saves the allocation, which pays for masking the gradients. Only for optimizer classes known to apply
+    decay this way, and never with `maximize` or decoupled decay.
+    """
+    groups = []
+    if type(optimizer) in _L2_GRADIENT_OPTIMIZERS:
+        for group in optimizer.param_groups:
+            decay = group.get("weight_decay", 0.0)
+            if decay and not group.get("maximize", False) and not group.get("decoupled_weight_decay", False):
+                groups.append((group, decay))
+    with torch.no_grad():
+        for group, decay in groups:
+            pairs = [(p.grad, p) for p in group["params"] if p.grad is not None and not p.grad.is_sparse]
+            if pairs:
+                torch._foreach_add_([g for g, _ in pairs], [p for _, p in pairs], alpha=decay)
+            group["weight_decay"] = 0.0
+    try:
+        yield
+    finally:
+        for group, decay in groups:
+            group["weight_decay"] = decay
+
+
+class Masking:
+    """Wraps PyTorch model parameters with a sparse mask.
+
+    Creates a bool mask for the weight of every Linear and convolution layer of the model (never biases or
+    normalisation parameters). Masked weights, and every optimizer state tensor shaped like a masked weight,
+    are exactly zero after every `step()`.
+
+    Removing layers: `remove_weight(name)` (exact parameter or module name), `remove_weight_partial_name(part)`
+    and `remove_type(nn_type)`; or pass them as `add_module(model, exclude=[...])` so the initial density is
+    solved without them. Removed after initialisation, a layer simply becomes dense (and trainable) again.
+
+    :param optimizer: the optimizer stepping the model's parameters
+    :param prune_rate_decay: schedule of the drop fraction (`sparselearning.funcs.decay`); None never drops
+    :param density: fraction of masked weights that are active, in (0, 1]
+    :param sparse_init: initial masks, a key of `sparselearning.funcs.init_scheme.registry`
+    :param dense_gradients: keep gradients (hence momentum) dense, as SNFS needs; masked weights are zeroed
+        after each step instead
+    :param prune_mode: a key of `sparselearning.funcs.prune.registry`
+    :param growth_mode: a key of `sparselearning.funcs.grow.registry`
+    :param redistribution_mode: a key of `sparselearning.funcs.redistribute.registry`
+    :param prune_threshold: kept for compatibility with the seed project (unused: selection is exact)
+    :param growth_threshold: kept for compatibility with the seed project (unused: selection is exact)
+    :param growth_increment: kept for compatibility with the seed project (unused)
+    :param increment: kept for compatibility with the seed project (unused)
+    :param tolerance: kept for compatibility with the seed project (unused)
+    :param seed: keys every random decision, with the step and the layer
+    :param update_frequency: if set, `step()` runs `update_connections()` instead every this many steps
+    :param end_when: with `update_frequency`, the step from which masks no longer change
+    :param start_when: with `update_frequency`, the first step at which masks may change
+    :param low_memory: store masks only as bool (1 byte per weight); the step then masks more slowly
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        prune_rate_decay: Decay | None = None,
+        density: float = 0.1,
+        sparse_init: str = "random",
+        dense_gradients: bool = False,
+        prune_mode: str = "magnitude",
+        growth_mode: str = "momentum",
+        redistribution_mode: str = "momentum",
+        prune_threshold: float = 0.001,
+        growth_threshold: float = 0.001,
+        growth_increment: float = 0.2,
+        increment: float = 0.2,
+        tolerance: float = 1e-6,
+        *,
+        seed: int = 0,
+        update_frequency: int | None = None,
+        end_when: int | None = None,
+        start_when: int = 0,
+        low_memory: bool = False,
+    ):
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise SparseLearningError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        self.prune_rate_decay = prune_rate_decay
+        self.density = check_density(density)
+        self.sparse_init = check_choice("sparse_init", sparse_init, init_registry)
+        self.dense_gradients = bool(dense_gradients)
+        self.prune_mode = check_choice("prune_mode", prune_mode, prune_registry)
+        self.growth_mode = check_choice("growth_mode", growth_mode, grow_registry)
+        self.redistribution_mode = check_choice("redistribution_mode", redistribution_mode, redistribute_registry)
+        self.prune_threshold = prune_threshold
+        self.growth_threshold = growth_threshold
+        self.growth_increment = growth_increment
+        self.increment = increment
+        self.tolerance = tolerance
+        self.seed = int(seed)
+        self.update_frequency = (
+            None if update_frequency is None else check_positive_int(update_frequency, "update_frequency")
+        )
+        self.end_when = None if end_when is None else int(end_when)
+        self.start_when = int(start_when)
+        self.low_memory = bool(low_memory)
+
+        self.module: nn.Module | None = None
+        self.mask_dict: dict[str, torch.Tensor] = {}
+        self.params: dict[str, nn.Parameter] = {}
+        self.stats = LayerStats()
+        self.name2prune_rate: dict[str, float] = {}
+        self.dense_layers: set[str] = set()
+        self.ever_active: dict[str, torch.Tensor] = {}
+        self.mask_step = 0
+        self.baseline_nonzero = 0
+        self.total_params = 0
+
+        self._layer_modules: dict[str, nn.Module] = {}
+        self._layer_index: dict[str, int] = {}
+        self._float_masks: dict[str, torch.Tensor] = {}
+        self._sparse_names: list[str] = []
+        self._scratch: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self._initialised = False
+
+    # ------------------------------------------------------------------ set-up
+
+    def add_module(
+        self,
+        module: nn.Module,
+        lottery_mask_path: str | Path | None = None,
+        *,
+        exclude: Iterable[str | type[nn.Module]] = (),
+    ) -> None:
+        """Register the model (bare or DDP-wrapped), build its initial masks and zero what they mask.
+
+        :param module: the model
+        :param lottery_mask_path: saved masks for the lottery-ticket inits
+        :param exclude: layers to keep dense, as exact or partial names or module types
+        """
+        if self._initialised:
+            raise SparseLearningError("add_module() was already called on this Masking; create a new one per model")
+        self.module = unwrap_model(module)
+        seen: set[int] = set()
+        for module_name, layer in self.module.named_modules():
+            weight = getattr(layer, "weight", None)
+            if not isinstance(layer, MASKABLE_TYPES) or not isinstance(weight, nn.Parameter) or id(weight) in seen:
+                continue
+            seen.add(id(weight))
+            name = f"{module_name}.weight" if module_name else "weight"
+            self.params[name] = weight
+            self._layer_modules[name] = layer
+            self._layer_index[name] = len(self._layer_index)
+            self.mask_dict[name] = torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
+        for item in exclude:
+            if isinstance(item, type):
+                self.remove_type(item)
+            elif item in self.mask_dict or f"{item}.weight" in self.mask_dict:
+                self.remove_weight(item)
+            else:
+                self.remove_weight_partial_name(item)
+        if not self.mask_dict:
+            raise SparseLearningError(
+                f"{type(self.module).__name__} has no layer to mask: Masking masks the weights of nn.Linear and "
+                "nn.Conv* layers (after exclusions) and found none"
+            )
+        self.init(lottery_mask_path)
+
+    @torch.no_grad()
+    def init(self, lottery_mask_path: str | Path | None = None) -> None:
+        """Build the initial masks with `sparse_init`, then zero masked weights and optimizer state."""
+        init_registry[self.sparse_init](self, lottery_mask_path=lottery_mask_path)
+        for name, mask in list(self.mask_dict.items()):
+            weight = self.params[name]
+            if not isinstance(mask, torch.Tensor) or mask.shape != weight.shape:
+                raise SparseLearningError(f"sparse_init {self.sparse_init!r} produced a bad mask for {name!r}")
+            self.mask_dict[name] = mask.to(device=weight.device, dtype=torch.bool)
+        self._initialised = True
+        self._refresh()
+        self.baseline_nonzero = self.stats.total_nonzero
+        self.total_params = self.stats.total_nonzero + self.stats.total_zero
+        if self.density < 1.0:
+            self.dense_layers = {
+                name for name, count in self.stats.nonzeros_dict.items() if count == self.params[name].numel()
+            }
+        self.apply_mask()
+        self.reset_momentum()
+        if not self.low_memory:
+            self.ever_active = {name: mask.clone() for name, mask in self.mask_dict.items()}
+        log.info(
+            "masking %d layers, %d of %d weights active (density %.4f)",
+            len(self.mask_dict),
+            self.baseline_nonzero,
+            self.total_params,
+            self.stats.total_density,
+        )
+
+    # ------------------------------------------------------------------ registry access
+
+    @property
+    def masks(self) -> dict[str, torch.Tensor]:
+        """The seed project's name for `mask_dict`."""
+        return self.mask_dict
+
+    @property
+    def prune_func(self):
+        return prune_registry[self.prune_mode]
+
+    @property
+    def growth_func(self):
+        return grow_registry[self.growth_mode]
+
+    @property
+    def redistribution_func(self):
+        return redistribute_registry[self.redistribution_mode]
+
+    @property
+    def global_prune(self) -> bool:
+        return self.prune_mode in GLOBAL_MODES
+
+    @property
+    def prune_rate(self) -> float:
+        """The decay's current value: a drop fraction, or for pruning the share of weights still to remove."""
+        return 0.0 if self.prune_rate_decay is None else float(self.prune_rate_decay.get_dr())
+
+    def layer_module(self, name: str) -> nn.Module:
+        """The module that owns masked weight `name`."""
+        return self._layer_modules[name]
+
+    def is_conv(self, name: str) -> bool:
+        return isinstance(self._layer_modules[name], nn.modules.conv._ConvNd)
+
+    def prunable_names(self) -> list[str]:
+        """Masked layers an update may change: all but those a sparse init made fully dense."""
+        return [name for name in self.mask_dict if name not in self.dense_layers]
+
+    def generator(self, name: str, purpose: int = 0) -> torch.Generator:
+        """The CPU generator for a random decision on layer `name` at the current step."""
+        return generator_for(self.seed, self.mask_step, self._layer_index[name], purpose)
+
+    def scratch(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A reusable flat buffer of at least `numel` entries, so updates do not allocate per layer."""
+        key = (torch.device(device), dtype)
+        buffer = self._scratch.get(key)
+        if buffer is None or buffer.numel() < numel:
+            buffer = torch.empty(numel, dtype=dtype, device=device)
+            self._scratch[key] = buffer
+        return buffer[:numel]
+
+    def get_momentum_for_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """Return momentum from optimizer: SGD's buffer, or Adam's `exp_avg / (sqrt(exp_avg_sq) + eps)`."""
+        state = self.optimizer.state.get(weight, {})
+        if "exp_avg" in state and "exp_avg_sq" in state:
+            eps = next(
+                (g.get("eps", 1e-8) for g in self.optimizer.param_groups if any(p is weight for p in g["params"])), 1e-8
+            )
+            return state["exp_avg"] / (torch.sqrt(state["exp_avg_sq"]) + eps)
+        if state.get("momentum_buffer") is not None:
+            return state["momentum_buffer"]
+        raise SparseLearningError(
+            "momentum growth/redistribution needs optimizer momentum (SGD with momentum > 0, Adam or AdamW) and a "
+            "first optimizer step; use growth_mode='absolute-gradient' and redistribution_mode='none' otherwise"
+        )
+
+    # ------------------------------------------------------------------ the hot path
+
+    def _masked(self) -> Iterator[tuple[str, nn.Parameter]]:
+        for name in self._sparse_names:
+            yield name, self.params[name]
+
+    @torch.no_grad()
+    def _multiply_by_masks(self, tensors: list[torch.Tensor], names: list[str]) -> None:
+        if not tensors:
+            return
+        if self.low_memory:
+            for tensor, name in zip(tensors, names, strict=False):
+                tensor.mul_(self.mask_dict[name])
+        else:
+            torch._foreach_mul_(tensors, [self._float_masks[name] for name in names])
+
+    def mask_gradients(self) -> None:
+        """Zero the gradients of masked weights (done by `step()`; call it yourself before gradient clipping)."""
+        pairs = [(p.grad, n) for n, p in self._masked() if p.grad is not None]
+        self._multiply_by_masks([g for g, _ in pairs], [n for _, n in pairs])
+
+    def apply_mask(self) -> None:
+        """Zero the masked weights."""
+        names = list(self._sparse_names)
+        self._multiply_by_masks([self.params[n].data for n in names], names)
+
+    @torch.no_grad()
+    def reset_momentum(self) -> None:
+        """Zero, at masked positions, every optimizer state tensor shaped like its weight (any optimizer)."""
+        tensors, names = [], []
+        for name, weight in self._masked():
+            for value in self.optimizer.state.get(weight, {}).values():
+                if isinstance(value, torch.Tensor) and value.shape == weight.shape and value.is_floating_point():
+                    tensors.append(value)
+                    names.append(name)
+        self._multiply_by_masks(tensors, names)
+
+    def is_update_step(self) -> bool:
+        """Whether `step()` will update the masks now (needs `update_frequency`)."""
+        if self.update_frequency is None or self.mask_step == 0 or self.mask_step < self.start_when:
+            return False
+        if self.end_when is not None and self.mask_step >= self.end_when:
+            return False
+        return self.mask_step % self.update_frequency == 0
+
+    def step(self) -> None:
+        """Use in place of `optimizer.step()`: masks gradients, steps the optimizer, advances the schedules.
+
+        With `update_frequency` set, an update iteration runs `update_connections()` instead (the optimizer
+        does not step then, as in RigL). Afterwards `.grad` holds the masked gradient (plus the L2 weight
+        decay term for SGD, Adam and RMSprop, which is added in place here instead of into a new tensor).
+        """
+        if self.is_update_step():
+            self.update_connections()
+            return
+        self._advance_decay()
+        if self.dense_gradients:
+            self.optimizer.step()
+            self.apply_mask()
+        else:
+            self.mask_gradients()
+            with _weight_decay_in_place(self.optimizer):
+                self.optimizer.step()
+        self.mask_step += 1
+
+    def _advance_decay(self) -> None:
+        decay = self.prune_rate_decay
+        if decay is None:
+            return
+        if getattr(decay, "mode", "current") == "cumulative":
+            decay.step(self.mask_step, 1.0 - self.stats.total_density)
+        else:
+            decay.step(self.mask_step)
+
+    # ------------------------------------------------------------------ mask updates
+
+    def update_connections(self) -> None:
+        """One drop/grow update; call it instead of `step()` on an update iteration, after `backward()`."""
+        self._advance_decay()
+        self.truncate_weights()
+        self.mask_step += 1
+
+    @torch.no_grad()
+    def truncate_weights(self) -> None:
+        """Perform grow / prune / redistribution step.
+
+        Growth functions only add positions; everything inactive after the drop is already zero, so grown
+        weights (and, under sparse gradients, their optimizer state) start at exactly zero.
+        """
+        rate = self.prune_rate
+        prunable = self.prunable_names()
+        self.name2prune_rate = {name: (rate if name in prunable else 0.0) for name in self.mask_dict}
+        self._gather_redistribution(prunable)
+
+        before = dict(self.stats.nonzeros_dict)
+        if self.global_prune:
+            self.stats.total_removed = self.prune_func(self)
+        else:
+            self.stats.removed_dict = dict.fromkeys(self.mask_dict, 0)
+            for name in prunable:
+                self.mask_dict[name] = self.prune_func(self, self.mask_dict[name], self.params[name], name)
+        self._refresh()
+        removed = {name: before[name] - self.stats.nonzeros_dict[name] for name in self.mask_dict}
+        self.stats.removed_dict = removed
+        self.stats.total_removed = sum(removed.values())
+        # Dropped weights, and (sparse gradients) their optimizer state, become exactly zero.
+        self.apply_mask()
+        if not self.dense_gradients:
+            self.reset_momentum()
+
+        if self.growth_mode != "none" and self.stats.total_removed > 0:
+            previous = {name: self.mask_dict[name].clone() for name in prunable} if self.dense_gradients else {}
+            for name, count in self._regrowth(prunable).items():
+                if count > 0:
+                    self.mask_dict[name] = self.growth_func(self, name, count, self.params[name])
+            self._refresh()
+            self._reset_grown_state(previous)
+        for name, mask in self.ever_active.items():
+            mask.logical_or_(self.mask_dict[name])
+
+    def _gather_redistribution(self, prunable: list[str]) -> None:
+        if self.redistribution_mode in PRESERVING_MODES:
+            self.stats.variance_dict = {}
+            self.stats.total_variance = 0.0
+            return
+        raw = {name: self.redistribution_func(self, name, self.params[name], self.mask_dict[name]) for name in prunable}
+        total = sum(value for value in raw.values() if value == value)
+        self.stats.total_variance = total
+        self.stats.variance_dict = {name: (value / total if total > 0 else 0.0) for name, value in raw.items()}
+
+    def _regrowth(self, prunable: list[str]) -> dict[str, int]:
+        """How many weights each layer grows: what it lost, or (redistribution) its share of all that was lost."""
+        removed = self.stats.removed_dict
+        if self.redistribution_mode in PRESERVING_MODES or self.global_prune:
+            return {name: removed.get(name, 0) for name in prunable}
+        capacities = [self.stats.zeros_dict[name] for name in prunable]
+        shares = [self.stats.variance_dict.get(name, 0.0) for name in prunable]
+        return dict(zip(prunable, apportion(self.stats.total_removed, shares, capacities), strict=False))
+
+    def _reset_grown_state(self, previous: dict[str, torch.Tensor]) -> None:
+        """Under dense gradients, reset the momentum of newly grown weights (it is zero otherwise already)."""
+        for name, before in previous.items():
+            grown = self.mask_dict[name] & ~before
+            for value in self.optimizer.state.get(self.params[name], {}).values():
+                if isinstance(value, torch.Tensor) and value.shape == grown.shape and value.is_floating_point():
+                    value.masked_fill_(grown, 0.0)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _count(self) -> None:
+        nonzeros = {name: int(torch.count_nonzero(mask)) for name, mask in self.mask_dict.items()}
+        self.stats.set_counts(nonzeros, {name: mask.numel() for name, mask in self.mask_dict.items()})
+
+    def _refresh(self) -> None:
+        """Recount, and rebuild what the hot path reads: which layers have inactive weights, float masks."""
+        self._count()
+        self._sparse_names = [n for n, zeros in self.stats.zeros_dict.items() if zeros > 0]
+        if self.low_memory:
+            return
+        self._float_masks = {name: self._as_float(name, self._float_masks.get(name)) for name in self._sparse_names}
+
+    def _as_float(self, name: str, out: torch.Tensor | None = None) -> torch.Tensor:
+        weight = self.params[name]
+        if out is None or out.shape != weight.shape or out.dtype != weight.dtype:
+            out = torch.empty_like(weight, memory_format=torch.contiguous_format).detach()
+        # Converting through a uint8 view is several times faster than from bool on CPU.
+        return out.copy_(self.mask_dict[name].view(torch.uint8))
+
+    def float_mask(self, name: str) -> torch.Tensor:
+        """The mask of `name` as 0.0/1.0 in the weight's dtype (cached unless `low_memory`)."""
+        cached = self._float_masks.get(name)
+        if cached is not None:
+            return cached
+        return self._as_float(name)
+
+    def remove_weight(self, name: str) -> None:
+        """Stop masking one weight, by parameter name or by its module's name."""
+        key = name if name in self.mask_dict else f"{name}.weight"
+        if key not in self.mask_dict:
+            raise SparseLearningError(f"no masked weight named {name!r}; masked: {', '.join(self.mask_dict)}")
+        self._forget(key)
+
+    def remove_weight_partial_name(self, partial_name: str) -> None:
+        """Stop masking every weight whose name contains `partial_name` (eg: 'conv')."""
+        for name in [n for n in self.mask_dict if partial_name in n]:
+            self._forget(name)
+
+    def remove_type(self, nn_type: type[nn.Module]) -> None:
+        """Stop masking the weights of every module of a type (eg: nn.Conv2d)."""
+        for name in [
+            n for n, layer in self._layer_modules.items() if isinstance(layer, nn_type) and n in self.mask_dict
+        ]:
+            self._forget(name)
+
+    def _forget(self, name: str) -> None:
+        self.mask_dict.pop(name)
+        self.ever_active.pop(name, None)
+        self.dense_layers.discard(name)
+        if self._initialised:
+            self._refresh()
+            self.total_params = self.stats.total_nonzero + self.stats.total_zero
+            self.baseline_nonzero = self.stats.total_nonzero
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Masks, counters, schedule and statistics: everything a bit-exact resume needs (weights_only-safe)."""
+        return {
+            "masks": {name: mask.detach().cpu().clone() for name, mask in self.mask_dict.items()},
+            "ever_active": {name: mask.detach().cpu().clone() for name, mask in self.ever_active.items()},
+            "mask_step": self.mask_step,
+            "baseline_nonzero": self.baseline_nonzero,
+            "total_params": self.total_params,
+            "dense_layers": sorted(self.dense_layers),
+            "name2prune_rate": dict(self.name2prune_rate),
+            "stats": self.stats.state_dict(),
+            "decay": None if self.prune_rate_decay is None else self.prune_rate_decay.state_dict(),
+            "config": {
+                "density": self.density,
+                "sparse_init": self.sparse_init,
+                "prune_mode": self.prune_mode,
+                "growth_mode": self.growth_mode,
+                "redistribution_mode": self.redistribution_mode,
+                "dense_gradients": self.dense_gradients,
+                "seed": self.seed,
+            },
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore masks and counters saved by `state_dict()`; masked weights are zeroed again."""
+        if not self._initialised:
+            raise SparseLearningError("call add_module(model) before load_state_dict()")
+        masks = state.get("masks") if isinstance(state, dict) else None
+        if not isinstance(masks, dict):
+            raise SparseLearningError("not a Masking state: no 'masks' entry")
+        if set(masks) != set(self.mask_dict):
+            raise SparseLearningError(
+                f"saved masks are for layers {sorted(masks)}, this model masks {sorted(self.mask_dict)}"
+            )
+        for name, saved in masks.items():
+            expected = tuple(self.mask_dict[name].shape)
+            if not isinstance(saved, torch.Tensor) or tuple(saved.shape) != expected:
+                got = tuple(saved.shape) if isinstance(saved, torch.Tensor) else type(saved).__name__
+                raise SparseLearningError(f"saved mask for {name!r} has shape {got}, the weight has {expected}")
+        for name, saved in masks.items():
+            self.mask_dict[name] = saved.to(device=self.params[name].device, dtype=torch.bool).clone()
+        self.ever_active = {
+            name: saved.to(device=self.params[name].device, dtype=torch.bool).clone()
+            for name, saved in state.get("ever_active", {}).items()
+        }
+        self.mask_step = int(state["mask_step"])
+        self.baseline_nonzero = int(state["baseline_nonzero"])
+        self.total_params = int(state["total_params"])
+        self.dense_layers = set(state.get("dense_layers", []))
+        self.name2prune_rate = dict(state.get("name2prune_rate", {}))
+        self.stats.load_state_dict(state["stats"])
+        if state.get("decay") is not None and self.prune_rate_decay is not None:
+            self.prune_rate_decay.load_state_dict(state["decay"])
+        self._refresh()
+        self.apply_mask()
+        if not self.dense_gradients:
+            self.reset_momentum()
+
+    def __repr__(self) -> str:
+        return (
+            f"Masking(layers={len(self.mask_dict)}, density={self.stats.total_density:.4f} of target {self.density}, "
+            f"sparse_init={self.sparse_init!r}, prune_mode={self.prune_mode!r}, growth_mode={self.growth_mode!r}, "
+            f"redistribution_mode={self.redistribution_mode!r}, mask_step={self.mask_step})"
+        )

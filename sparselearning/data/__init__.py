@@ -1,0 +1,1 @@
+"""Datasets held whole in memory as uint8 images plus int64 labels, and batching over them."""

@@ -1,0 +1,1 @@
+"""Tensor building blocks shared by the mask functions: exact selection, sampling, apportioning."""
