@@ -51,7 +51,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     steps_per_epoch = len(data["train_labels"]) // args.batch_size
     total_steps = steps_per_epoch * args.epochs
     masking = methods.rigl(
-        model, optimizer, density=args.density, total_steps=total_steps, sparse_init="erdos-renyi-kernel",
+        model,
+        optimizer,
+        density=args.density,
+        total_steps=total_steps,
+        sparse_init="erdos-renyi-kernel",
         seed=args.seed,
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps)
@@ -62,13 +66,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for step in range(steps_per_epoch):
             batch = permutation[step * args.batch_size : (step + 1) * args.batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(_normalise(data["train_images"][batch])), data["train_labels"][batch])
+            loss = nn.functional.cross_entropy(
+                model(_normalise(data["train_images"][batch])), data["train_labels"][batch]
+            )
             loss.backward()
             masking.step()
             scheduler.step()
         val = accuracy(model, data["val_images"], data["val_labels"])
-        print(f"epoch {epoch + 1}/{args.epochs}: loss {loss.item():.4f}, validation accuracy {val:.4f}, "
-              f"density {masking.stats.total_density:.4f}")
+        print(
+            f"epoch {epoch + 1}/{args.epochs}: loss {loss.item():.4f}, validation accuracy {val:.4f}, "
+            f"density {masking.stats.total_density:.4f}"
+        )
     results = {
         "test_accuracy": accuracy(model, data["test_images"], data["test_labels"]),
         "density": masking.stats.total_density,

@@ -7,6 +7,7 @@ three numpy globals such an array needs, so no code from the file can run; bytes
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.metadata
 import pickle
@@ -55,10 +56,13 @@ def archive_path() -> Path:
 
 
 def _decode(path: Path) -> dict[str, torch.Tensor]:
-    with gzip.open(path, "rb") as stream:
-        splits = _NumpyOnlyUnpickler(stream, encoding="latin1").load()
+    try:
+        with gzip.open(path, "rb") as stream:
+            splits = _NumpyOnlyUnpickler(stream, encoding="latin1").load()
+    except (pickle.UnpicklingError, OSError, EOFError, ValueError, TypeError) as error:
+        raise SparseLearningError(f"cannot read the MNIST archive {path}: {error}") from None
     result = {}
-    for split, (images, labels) in zip(("train", "val", "test"), splits):
+    for split, (images, labels) in zip(("train", "val", "test"), splits, strict=True):
         pixels = np.rint(np.asarray(images, dtype=np.float64) * 256).clip(0, 255).astype(np.uint8)
         result[f"{split}_images"] = torch.from_numpy(pixels.reshape(-1, 1, 28, 28))
         result[f"{split}_labels"] = torch.from_numpy(np.asarray(labels, dtype=np.int64))
@@ -71,8 +75,6 @@ def load_mnist() -> dict[str, torch.Tensor]:
     tensors = load_cached(cached)
     if tensors is None:
         tensors = _decode(archive_path())
-        try:
+        with contextlib.suppress(OSError):  # a read-only home still trains, just without the cache
             atomic_save(tensors, cached)
-        except OSError:
-            pass  # a read-only home still trains, just without the cache
     return tensors

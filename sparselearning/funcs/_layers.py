@@ -39,7 +39,7 @@ def expand_kernel_mask(kernels: torch.Tensor, like: torch.Tensor) -> torch.Tenso
 def reduce_kernels(values: torch.Tensor, criterion: Callable[..., torch.Tensor]) -> torch.Tensor:
     """One statistic per kernel: `criterion(|values| as kernel rows, dim=-1)`."""
     reduced = criterion(kernel_view(values.detach()).abs(), dim=-1)
-    return reduced.values if hasattr(reduced, "values") else reduced
+    return reduced if isinstance(reduced, torch.Tensor) else reduced.values
 
 
 def inactive_scores(masking: Masking, name: str, values: torch.Tensor) -> torch.Tensor:

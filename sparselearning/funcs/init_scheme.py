@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from sparselearning.core import Masking
 
 INIT_STREAM = 2  # purpose key of the random stream used for initial masks
+SHUFFLE_STREAM = 3  # lottery-ticket-dist: must differ from INIT_STREAM, or a same-seed reshuffle repeats the mask
 
 
 def _raw_erdos_renyi(shape: torch.Size, is_kernel: bool) -> float:
@@ -74,11 +75,11 @@ def _counts_for_densities(masking: Masking, densities: dict[str, float]) -> dict
     return dict(zip(names, shares, strict=False))
 
 
-def _fill_random(masking: Masking, counts: dict[str, int]) -> None:
+def _fill_random(masking: Masking, counts: dict[str, int], stream: int = INIT_STREAM) -> None:
     for name, count in counts.items():
         mask = masking.mask_dict[name]
         everywhere = torch.ones(mask.shape, dtype=torch.bool)
-        chosen = sample_indices(everywhere, count, masking.generator(name, INIT_STREAM))
+        chosen = sample_indices(everywhere, count, masking.generator(name, stream))
         fresh = torch.zeros(mask.numel(), dtype=torch.bool)
         fresh[chosen] = True
         masking.mask_dict[name] = fresh.view(mask.shape).to(mask.device)
@@ -156,7 +157,8 @@ def lottery_ticket_init(masking: Masking, lottery_mask_path: str | Path | None =
             )
         masking.mask_dict[name] = loaded.to(device=mask.device, dtype=torch.bool)
     if shuffle:
-        _fill_random(masking, {name: int(torch.count_nonzero(m)) for name, m in masking.mask_dict.items()})
+        counts = {name: int(torch.count_nonzero(m)) for name, m in masking.mask_dict.items()}
+        _fill_random(masking, counts, SHUFFLE_STREAM)
 
 
 def resume_init(masking: Masking, **kwargs: Any) -> None:
