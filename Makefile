@@ -5,7 +5,7 @@ setup:
 	@bash scripts/bootstrap.sh
 
 run: setup
-	.venv/bin/python -m sparselearning.quickstart
+	.venv/bin/sparselearning train
 
 # pytest exits 5 when it collected no test: that fails here, as it must.
 test: setup

@@ -46,6 +46,9 @@ from sparselearning.stats import LayerStats
 
 log = logging.getLogger(__name__)
 
+# Inits whose density comes from saved masks or weights, not from the `density` argument.
+_INITS_FROM_EXISTING_MASKS = ("lottery-ticket", "lottery-ticket-dist", "resume")
+
 MASKABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvNd)
 
 
@@ -164,6 +167,7 @@ class Masking:
         self.end_when = None if end_when is None else int(end_when)
         self.start_when = int(start_when)
         self.low_memory = bool(low_memory)
+        self.verify_sync = False
 
         self.module: nn.Module | None = None
         self.mask_dict: dict[str, torch.Tensor] = {}
@@ -239,6 +243,8 @@ class Masking:
         self._refresh()
         self.baseline_nonzero = self.stats.total_nonzero
         self.total_params = self.stats.total_nonzero + self.stats.total_zero
+        if self.sparse_init in _INITS_FROM_EXISTING_MASKS:
+            self.density = self.stats.total_density
         if self.density < 1.0:
             self.dense_layers = {
                 name for name, count in self.stats.nonzeros_dict.items() if count == self.params[name].numel()
@@ -486,7 +492,7 @@ class Masking:
     def _as_float(self, name: str, out: torch.Tensor | None = None) -> torch.Tensor:
         weight = self.params[name]
         if out is None or out.shape != weight.shape or out.dtype != weight.dtype:
-            out = torch.empty_like(weight, memory_format=torch.contiguous_format).detach()
+            out = torch.empty_like(weight).detach()
         # Converting through a uint8 view is several times faster than from bool on CPU.
         return out.copy_(self.mask_dict[name].view(torch.uint8))
 

@@ -1,0 +1,5 @@
+"""`python -m sparselearning train ...` (what torchrun runs)."""
+
+from sparselearning.cli import main
+
+main()

@@ -1,0 +1,73 @@
+"""The `sparselearning` command: `train` (Hydra overrides), and the tools around a run.
+
+Bad input ends with one line on stderr and exit status 2; `SPARSELEARNING_TRACEBACK=1` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from importlib import resources
+
+from sparselearning.errors import SparseLearningError
+
+COMMANDS = ("train",)
+GROUPS = ("masking", "dataset", "model", "optimizer", "specific")
+_GROUP_OVERRIDE = re.compile(r"^(?:\+{1,2})?(" + "|".join(GROUPS) + r")=(.*)$")
+
+
+def group_options(group: str) -> list[str]:
+    """The option names of a config group: the YAML files shipped in `sparselearning/conf/<group>/`."""
+    folder = resources.files("sparselearning") / "conf" / group
+    if not folder.is_dir():
+        return []
+    return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def check_group_overrides(arguments: list[str]) -> None:
+    """Refuse `masking=Bogus` (and the like, sweeps included) before Hydra starts, listing the valid options."""
+    for argument in arguments:
+        match = _GROUP_OVERRIDE.match(argument)
+        if not match:
+            continue
+        group, value = match.groups()
+        if group == "model" and value.startswith("{"):
+            continue
+        allowed = group_options(group)
+        for item in value.split(","):
+            item = item.strip()
+            if item and item not in allowed:
+                raise SparseLearningError(f"unknown {group} {item!r}; allowed: {', '.join(allowed)}")
+
+
+def _usage() -> str:
+    return (
+        "usage: sparselearning train [hydra overrides...]   (e.g. masking=SET masking.density=0.1)\n"
+        "       sparselearning train --help                 (every option)"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments or arguments[0] in ("-h", "--help"):
+        print(_usage())
+        sys.exit(0 if arguments else 2)
+    command, rest = arguments[0], arguments[1:]
+    try:
+        if command not in COMMANDS:
+            raise SparseLearningError(f"unknown command {command!r}; allowed: {', '.join(COMMANDS)}")
+        check_group_overrides(rest)
+    except SparseLearningError as error:
+        if os.environ.get("SPARSELEARNING_TRACEBACK"):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    from sparselearning.train.app import hydra_main
+
+    sys.argv = [f"sparselearning {command}", *rest]
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Hydra configuration shipped with the package (groups: dataset, model, optimizer, masking, specific)."""

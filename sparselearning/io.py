@@ -1,0 +1,43 @@
+"""Files that must never be half-written or run code when read: atomic saves and weights-only loads."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sparselearning.errors import SparseLearningError
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """`torch.save` to a temporary file in the same folder, fsync, then rename over `path`.
+
+    A crash at any moment leaves either the previous file or the new one, never a partial file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(obj, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def safe_load(path: Path, what: str = "checkpoint") -> Any:
+    """`torch.load(weights_only=True)` on CPU; any unreadable or hostile file becomes one clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise SparseLearningError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise SparseLearningError(f"cannot read {what} {path}: {reason[:300]}") from None

@@ -1,0 +1,1 @@
+"""The `sparselearning train` command: configuration, building the pieces, the loop, checkpoints and logs."""

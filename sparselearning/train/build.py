@@ -1,0 +1,181 @@
+"""Builds a run's model, optimizer, learning-rate schedule and Masking from its configuration."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from pathlib import Path
+
+import hydra.utils
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from sparselearning.core import Masking
+from sparselearning.data.registry import DatasetInfo
+from sparselearning.errors import SparseLearningError, check_choice
+from sparselearning.funcs.decay import CosineDecay, Decay, LinearDecay, MagnitudePruneDecay
+from sparselearning.models import registry as model_registry
+from sparselearning.train.settings import Schedule, option
+
+NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def build_model(cfg: DictConfig, info: DatasetInfo) -> nn.Module:
+    """A model from the registry by `model.name`, or any importable class through `model._target_`.
+
+    Small_Dense narrows the registry models by sqrt(density); a custom `_target_` model gets the
+    `num_classes` of the dataset only when its config does not set it.
+    """
+    spec = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(spec, dict)
+    density = float(cfg.masking.density) if cfg.masking.name == "Small_Dense" else 1.0
+    if "_target_" in spec:
+        spec.pop("name", None)
+        try:
+            target = hydra.utils.get_object(spec["_target_"])
+            if "num_classes" in inspect.signature(target).parameters:
+                spec.setdefault("num_classes", info.num_classes)
+            model = hydra.utils.instantiate(spec)
+        except Exception as error:
+            raise SparseLearningError(f"cannot build model._target_={spec['_target_']}: {error}") from None
+        if not isinstance(model, nn.Module):
+            raise SparseLearningError(f"model._target_={spec['_target_']} did not return a torch.nn.Module")
+        return model
+    name = check_choice("model", spec.pop("name", None), model_registry)
+    channels, height, _ = info.input_shape
+    if name == "lenet300-100":
+        return model_registry[name](
+            num_classes=info.num_classes, input_size=channels * height * height, density=density
+        )
+    if name == "lenet5":
+        return model_registry[name](
+            num_classes=info.num_classes, in_channels=channels, image_size=height, density=density
+        )
+    return model_registry[name](num_classes=info.num_classes, in_channels=channels, density=density, **spec)
+
+
+def _parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool) -> list[dict]:
+    if decay_bias_and_norm or weight_decay == 0:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    no_decay_ids = set()
+    for module in model.modules():
+        if isinstance(module, NORM_TYPES):
+            no_decay_ids.update(id(p) for p in module.parameters(recurse=False))
+    for name, parameter in model.named_parameters():
+        if name.endswith("bias"):
+            no_decay_ids.add(id(parameter))
+    decay = [p for p in model.parameters() if p.requires_grad and id(p) not in no_decay_ids]
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) in no_decay_ids]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov) or Adam; no weight decay on biases and norms unless asked for."""
+    settings = cfg.optimizer
+    groups = _parameter_groups(
+        model, float(settings.weight_decay), bool(option(settings, "decay_bias_and_norm", False))
+    )
+    if settings.name == "SGD":
+        return torch.optim.SGD(
+            groups, lr=float(settings.lr), momentum=float(settings.momentum), nesterov=bool(settings.nesterov)
+        )
+    return torch.optim.Adam(groups, lr=float(settings.lr), betas=tuple(settings.betas), eps=float(settings.eps))
+
+
+def build_scheduler(
+    cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step learning-rate factor after a linear warm-up: `step` decays by `decay_factor` every
+    `decay_frequency` steps (the seed project's schedule); `cosine` anneals to 0 over the run.
+
+    Warm-up and decay intervals are stretched by `training_multiplier`, like the epochs.
+    """
+    settings = cfg.optimizer
+    kind = check_choice("optimizer.schedule", option(settings, "schedule", "step"), ("step", "cosine"))
+    multiplier = int(settings.training_multiplier)
+    warmup = int(option(settings, "warmup_steps", 0)) * multiplier
+    frequency = option(settings, "decay_frequency")
+    frequency = None if frequency is None else int(frequency) * multiplier
+    factor = float(option(settings, "decay_factor", 1.0))
+
+    def lr_factor(step: int) -> float:
+        if kind == "cosine":
+            progress = min(1.0, max(0, step - warmup) / max(1, total_steps - warmup))
+            value = 0.5 * (1.0 + math.cos(math.pi * progress))
+        else:
+            value = factor ** (step // frequency) if frequency else 1.0
+        if warmup and step < warmup:
+            value *= (step + 1) / warmup
+        return value
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
+def resolve_mask_path(path: str | Path) -> Path:
+    """A run directory means its `checkpoints/last.pt`."""
+    candidate = Path(str(path))
+    if candidate.is_dir():
+        candidate = candidate / "checkpoints" / "last.pt"
+    return candidate
+
+
+def _decay(masking_cfg: DictConfig, schedule: Schedule) -> Decay | None:
+    kind = option(masking_cfg, "decay_schedule", "cosine")
+    if masking_cfg.name == "Pruning":
+        interval = schedule.update_frequency or 1
+        return MagnitudePruneDecay(
+            initial_sparsity=0.0,
+            final_sparsity=1.0 - float(masking_cfg.density),
+            T_max=schedule.end_when,
+            T_start=schedule.start_when,
+            interval=interval,
+        )
+    if schedule.update_frequency is None:
+        return None
+    rate = float(masking_cfg.prune_rate)
+    if kind == "linear":
+        return LinearDecay(rate, T_max=schedule.end_when)
+    return CosineDecay(rate, T_max=schedule.end_when)
+
+
+def build_masking(cfg: DictConfig, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule) -> Masking:
+    """The Masking of `masking.name` with the run's schedule (Dense and Small_Dense: a pass-through)."""
+    settings = cfg.masking
+    name = settings.name
+    common = {"seed": int(cfg.seed), "low_memory": bool(option(settings, "low_memory", False))}
+    if name in ("Dense", "Small_Dense"):
+        masking = Masking(optimizer, None, density=1.0, **common)
+        masking.add_module(model)
+        return masking
+    lottery_path = None
+    sparse_init = option(settings, "sparse_init", "random")
+    if name in ("Lottery", "RigL_reinit"):
+        lottery_path = resolve_mask_path(settings.lottery_mask_path)
+        sparse_init = "lottery-ticket-dist" if option(settings, "shuffle", False) else "lottery-ticket"
+    if name == "Pruning":
+        modes = {"prune_mode": option(settings, "prune_mode", "global-magnitude"), "growth_mode": "none"}
+        modes["redistribution_mode"] = "none"
+        density = 1.0
+    else:
+        modes = {
+            "prune_mode": option(settings, "prune_mode", "magnitude"),
+            "growth_mode": option(settings, "growth_mode", "none"),
+            "redistribution_mode": option(settings, "redistribution_mode", "none"),
+        }
+        density = 1.0 if lottery_path is not None else float(settings.density)
+    end_when = schedule.end_when + 1 if (name == "Pruning" and schedule.end_when is not None) else schedule.end_when
+    masking = Masking(
+        optimizer,
+        _decay(settings, schedule),
+        density=density,
+        sparse_init=sparse_init,
+        dense_gradients=bool(option(settings, "dense_gradients", False)),
+        update_frequency=schedule.update_frequency,
+        start_when=schedule.start_when,
+        end_when=end_when,
+        **modes,
+        **common,
+    )
+    masking.add_module(model, lottery_mask_path=lottery_path)
+    return masking

@@ -1,0 +1,66 @@
+"""What a run needs from torch.distributed: rank and world size, DDP wrapping, barriers.
+
+Everything here is a no-op in a single process, so the loop reads the same with or without torchrun.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from sparselearning.core import Masking
+
+
+def is_active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def init_from_environment() -> bool:
+    """Join the process group torchrun describes (WORLD_SIZE > 1): gloo on CPU, NCCL on CUDA."""
+    if is_active() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return is_active()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend)
+    return True
+
+
+def rank_and_world() -> tuple[int, int]:
+    if is_active():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def device() -> torch.device:
+    """This process's device under torchrun: its local GPU, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def wrap(model: nn.Module, on: torch.device) -> nn.Module:
+    """DistributedDataParallel around `model` when running under torchrun, else the model itself."""
+    if not is_active():
+        return model
+    device_ids = [on.index] if on.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def configure_masking(masking: Masking, verify: bool) -> None:
+    """Under DDP, let the masking check after every update that all ranks hold identical masks."""
+    if is_active():
+        masking.verify_sync = verify
+
+
+def barrier() -> None:
+    if is_active():
+        dist.barrier()
+
+
+def shutdown() -> None:
+    if is_active():
+        dist.destroy_process_group()

@@ -1,0 +1,77 @@
+"""Metrics of a run: one JSON object per line in `metrics.jsonl`, the same points as TensorBoard events.
+
+On resume, lines past the checkpoint's step are dropped (and TensorBoard purges its own), so the logs of a
+run that was killed and resumed read exactly like those of a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class MetricsLog:
+    """Appends records to `metrics.jsonl` and TensorBoard; `enabled=False` (other ranks) writes nothing."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self._writer = None
+        if not enabled:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._truncate_after(resume_step)
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=resume_step)
+
+    def _truncate_after(self, step: int | None) -> None:
+        if not self.path.exists():
+            return
+        if step is None:
+            self.path.unlink()
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash
+            if record.get("step", 0) <= step and not (record.get("step") == step and record.get("split") == "test"):
+                kept.append(line)
+        self.path.write_text("".join(f"{line}\n" for line in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        """One record: `split` and `step` plus numbers; numbers also go to TensorBoard as split/name."""
+        if not self.enabled:
+            return
+        with self.path.open("a") as stream:
+            stream.write(json.dumps({key: _finite(value) for key, value in record.items()}) + "\n")
+        assert self._writer is not None
+        for key, value in record.items():
+            if key not in ("split", "step", "epoch") and isinstance(value, (int, float)):
+                self._writer.add_scalar(f"{record['split']}/{key}", value, record["step"])
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """All records of a `metrics.jsonl` (skipping a line a crash cut short)."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
