@@ -5,6 +5,7 @@ Bad input ends with one line on stderr and exit status 2; `SPARSELEARNING_TRACEB
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -12,7 +13,12 @@ from importlib import resources
 
 from sparselearning.errors import SparseLearningError
 
-COMMANDS = ("train",)
+# Each command other than `train` is a module with `main(argv: list[str]) -> int` (its exit status).
+COMMANDS = {
+    "train": "sparselearning.train.app",
+    "report": "sparselearning.report.command",
+    "export": "sparselearning.export.command",
+}
 GROUPS = ("masking", "dataset", "model", "optimizer", "specific")
 _GROUP_OVERRIDE = re.compile(r"^(?:\+{1,2})?(" + "|".join(GROUPS) + r")=(.*)$")
 
@@ -44,7 +50,9 @@ def check_group_overrides(arguments: list[str]) -> None:
 def _usage() -> str:
     return (
         "usage: sparselearning train [hydra overrides...]   (e.g. masking=SET masking.density=0.1)\n"
-        "       sparselearning train --help                 (every option)"
+        "       sparselearning train --help                 (every option)\n"
+        "       sparselearning report PATH...               (tables and plots of runs or sweeps)\n"
+        "       sparselearning export RUN_OR_CHECKPOINT --out FILE   (a truly sparse model for inference)"
     )
 
 
@@ -57,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if command not in COMMANDS:
             raise SparseLearningError(f"unknown command {command!r}; allowed: {', '.join(COMMANDS)}")
+        if command != "train":
+            sys.exit(importlib.import_module(COMMANDS[command]).main(rest))
         check_group_overrides(rest)
     except SparseLearningError as error:
         if os.environ.get("SPARSELEARNING_TRACEBACK"):

@@ -59,6 +59,10 @@ class MetricsLog:
         for key, value in record.items():
             if key not in ("split", "step", "epoch") and isinstance(value, (int, float)):
                 self._writer.add_scalar(f"{record['split']}/{key}", value, record["step"])
+            elif isinstance(value, dict):
+                for name, number in value.items():
+                    if isinstance(number, (int, float)):
+                        self._writer.add_scalar(f"{record['split']}/{key}/{name}", number, record["step"])
         self._writer.flush()
 
     def close(self) -> None:

@@ -297,6 +297,24 @@ class Run:
             f"is kept in {self.checkpoint_dir}; lower optimizer.lr (now {self.cfg.optimizer.lr}) and run again"
         )
 
+    def _mask_record(self, epoch: int, previous: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Per-layer densities, the share of active weights that are new since the last epoch, the ITOP rate."""
+        masks = self.masking.mask_dict
+        active = max(1, self.masking.stats.total_nonzero)
+        grown = sum(int((masks[n] & ~previous[n]).sum()) for n in masks if n in previous)
+        ever = self.masking.ever_active
+        record: dict[str, Any] = {
+            "split": "masks",
+            "step": self.progress.step,
+            "epoch": epoch + 1,
+            "density": self.masking.stats.total_density,
+            "turnover": grown / active,
+            "layer_density": layer_densities(masks),
+        }
+        if ever:
+            record["itop_rate"] = sum(int(m.sum()) for m in ever.values()) / max(1, self.masking.total_params)
+        return record
+
     def _validate(self, epoch: int, log: MetricsLog) -> dict[str, float]:
         metrics = evaluate(self.model, self.val_loader, self.memory_format)
         log.write({"split": "val", "step": self.progress.step, "epoch": epoch + 1, **metrics})
@@ -310,7 +328,9 @@ class Run:
             val_interval = max(1, int(option(self.cfg, "val_interval", 1)))
             for epoch in range(self.progress.epoch, self.schedule.epochs):
                 started = time.perf_counter()
+                previous = {name: mask.clone() for name, mask in self.masking.mask_dict.items()}
                 self._train_epoch(epoch, log)
+                log.write(self._mask_record(epoch, previous))
                 last = epoch + 1 == self.schedule.epochs
                 best = False
                 if (epoch + 1) % val_interval == 0 or last:

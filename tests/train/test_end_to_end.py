@@ -49,7 +49,7 @@ def test_every_method_runs_and_summarises(small_config, tmp_path: Path, method: 
     assert {"model", "optimizer", "scheduler", "masking", "epoch", "step", "rng"} <= set(checkpoint)
     assert (tmp_path / "checkpoints" / "best.pt").exists()
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert {json.loads(line)["split"] for line in lines} == {"train", "val", "test"}
+    assert {json.loads(line)["split"] for line in lines} == {"train", "val", "test", "masks"}
     assert any(path.name.startswith("events.out.tfevents") for path in (tmp_path / "tensorboard").iterdir())
 
 

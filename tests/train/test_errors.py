@@ -38,7 +38,7 @@ def test_unknown_group_option_lists_the_valid_ones(capsys, argument: str, group:
 
 def test_unknown_command(capsys) -> None:
     code, error = _exit_and_stderr(["fly"], capsys)
-    assert code == 2 and "unknown command 'fly'; allowed: train" in error
+    assert code == 2 and "unknown command 'fly'; allowed: train, report, export" in error
 
 
 @pytest.mark.parametrize(
