@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparselearning.counting.tracker import FlopsTracker
 from sparselearning.errors import (
     SparseLearningError,
     check_choice,
@@ -186,6 +187,7 @@ class Masking:
         self._sparse_names: list[str] = []
         self._scratch: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
         self._initialised = False
+        self._flops: FlopsTracker | None = None
 
     # ------------------------------------------------------------------ set-up
 
@@ -328,6 +330,36 @@ class Masking:
             "first optimizer step; use growth_mode='absolute-gradient' and redistribution_mode='none' otherwise"
         )
 
+    # ------------------------------------------------------------------ FLOPs
+
+    def track_flops(self, example_input: torch.Tensor) -> None:
+        """Count inference FLOPs on `example_input` now and after every mask update (the seed's FLOP
+        properties below need it). One example suffices: counts are per example."""
+        if self.module is None:
+            raise SparseLearningError("call add_module(model) before track_flops()")
+        self._flops = FlopsTracker(self.module, example_input)
+        self._flops.measure(self.mask_dict, self.mask_step)
+
+    def _tracker(self) -> FlopsTracker:
+        if self._flops is None or self._flops.last is None:
+            raise SparseLearningError("FLOPs are not tracked: call masking.track_flops(example_input) first")
+        return self._flops
+
+    @property
+    def inference_FLOPs(self) -> float:
+        """FLOPs per example of the model with its current masks."""
+        return self._tracker().last.sparse  # type: ignore[union-attr]
+
+    @property
+    def dense_FLOPs(self) -> float:
+        """FLOPs per example of the same model without masks."""
+        return self._tracker().last.dense  # type: ignore[union-attr]
+
+    @property
+    def avg_inference_FLOPs(self) -> float:
+        """Inference FLOPs per example averaged over the steps so far (each mask weighted by its lifetime)."""
+        return self._tracker().average(self.mask_step)
+
     # ------------------------------------------------------------------ the hot path
 
     def _masked(self) -> Iterator[tuple[str, nn.Parameter]]:
@@ -447,6 +479,8 @@ class Masking:
             self._reset_grown_state(previous)
         for name, mask in self.ever_active.items():
             mask.logical_or_(self.mask_dict[name])
+        if self._flops is not None:
+            self._flops.measure(self.mask_dict, self.mask_step + 1)
 
     def _gather_redistribution(self, prunable: list[str]) -> None:
         if self.redistribution_mode in PRESERVING_MODES:
@@ -545,6 +579,7 @@ class Masking:
             "name2prune_rate": dict(self.name2prune_rate),
             "stats": self.stats.state_dict(),
             "decay": None if self.prune_rate_decay is None else self.prune_rate_decay.state_dict(),
+            "flops": None if self._flops is None else self._flops.state_dict(),
             "config": {
                 "density": self.density,
                 "sparse_init": self.sparse_init,
@@ -591,6 +626,10 @@ class Masking:
         self.apply_mask()
         if not self.dense_gradients:
             self.reset_momentum()
+        if self._flops is not None:
+            self._flops.measure(self.mask_dict, self.mask_step)
+            if state.get("flops") is not None:
+                self._flops.load_state_dict(state["flops"])
 
     def __repr__(self) -> str:
         return (

@@ -53,7 +53,6 @@ class Progress:
     step: int = 0
     best_val_accuracy: float = -1.0
     wall_time_s: float = 0.0
-    flops_history: list[float] = field(default_factory=list)
     val: dict[str, float] = field(default_factory=dict)
 
 
@@ -146,6 +145,7 @@ class Run:
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_scheduler(cfg, self.optimizer, self.schedule.total_steps)
         self.masking: Masking = build_masking(cfg, self.model, self.optimizer, self.schedule)
+        self.masking.track_flops(self._example_input())
         distributed.configure_masking(self.masking, verify=bool(option(cfg, "verify_sync", False)))
         self.criterion = nn.CrossEntropyLoss(label_smoothing=float(option(cfg.optimizer, "label_smoothing", 0.0)))
         self.progress = Progress()
@@ -164,7 +164,6 @@ class Run:
             "step": self.progress.step,
             "best_val_accuracy": self.progress.best_val_accuracy,
             "wall_time_s": self.progress.wall_time_s,
-            "flops_history": list(self.progress.flops_history),
             "val": dict(self.progress.val),
             "rng": random_state(),
             "config": OmegaConf.to_yaml(self.cfg),
@@ -189,7 +188,6 @@ class Run:
             step=int(state["step"]),
             best_val_accuracy=float(state["best_val_accuracy"]),
             wall_time_s=float(state["wall_time_s"]),
-            flops_history=list(state.get("flops_history", [])),
             val=dict(state.get("val", {})),
         )
         return True
@@ -226,8 +224,7 @@ class Run:
 
     def train_flops_fraction(self) -> float:
         kind = FLOPS_KIND[self.cfg.masking.name]
-        history = self.progress.flops_history or [self.inference_flops().fraction]
-        mean_fraction = sum(history) / len(history)
+        mean_fraction = self.masking.avg_inference_FLOPs / self.masking.dense_FLOPs
         if kind == "pruning":
             decay = self.masking.prune_rate_decay
             schedule = [decay.cumulative_sparsity(t) for t in range(self.schedule.total_steps)]
@@ -338,7 +335,6 @@ class Run:
                     best = self.progress.val["accuracy"] > self.progress.best_val_accuracy
                     if best:
                         self.progress.best_val_accuracy = self.progress.val["accuracy"]
-                self.progress.flops_history.append(self.inference_flops().fraction)
                 self.progress.epoch = epoch + 1
                 self.progress.wall_time_s += time.perf_counter() - started
                 self.save(best)
