@@ -44,6 +44,7 @@ from sparselearning.funcs.redistribute import registry as redistribute_registry
 from sparselearning.ops.rng import generator_for
 from sparselearning.ops.select import apportion
 from sparselearning.stats import LayerStats
+from sparselearning.sync import verify_masks
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,8 @@ class Masking:
     :param end_when: with `update_frequency`, the step from which masks no longer change
     :param start_when: with `update_frequency`, the first step at which masks may change
     :param low_memory: store masks only as bool (1 byte per weight); the step then masks more slowly
+    :param verify_sync: under DDP, all-gather a checksum of the masks after every update and raise naming
+        the first layer that differs between ranks
     """
 
     def __init__(
@@ -145,6 +148,7 @@ class Masking:
         end_when: int | None = None,
         start_when: int = 0,
         low_memory: bool = False,
+        verify_sync: bool = False,
     ):
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise SparseLearningError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -168,7 +172,7 @@ class Masking:
         self.end_when = None if end_when is None else int(end_when)
         self.start_when = int(start_when)
         self.low_memory = bool(low_memory)
-        self.verify_sync = False
+        self.verify_sync = bool(verify_sync)
 
         self.module: nn.Module | None = None
         self.mask_dict: dict[str, torch.Tensor] = {}
@@ -405,25 +409,49 @@ class Masking:
             return False
         return self.mask_step % self.update_frequency == 0
 
-    def step(self) -> None:
+    def step(self, scaler: torch.amp.GradScaler | None = None) -> None:
         """Use in place of `optimizer.step()`: masks gradients, steps the optimizer, advances the schedules.
 
         With `update_frequency` set, an update iteration runs `update_connections()` instead (the optimizer
         does not step then, as in RigL). Afterwards `.grad` holds the masked gradient (plus the L2 weight
         decay term for SGD, Adam and RMSprop, which is added in place here instead of into a new tensor).
+
+        With a `GradScaler` (float16 training), pass it here instead of calling `scaler.step`/`update`:
+        gradients are unscaled first, so growth ranks true gradients, and an iteration whose gradients are
+        not finite is skipped whole: no optimizer step and no mask change.
         """
+        if scaler is not None:
+            scaler.unscale_(self.optimizer)
         if self.is_update_step():
-            self.update_connections()
+            if scaler is None or self._gradients_finite():
+                self.update_connections()
+            else:
+                self._advance_decay()
+                self.mask_step += 1
+            if scaler is not None:
+                scaler.update()
             return
         self._advance_decay()
         if self.dense_gradients:
-            self.optimizer.step()
+            self._optimizer_step(scaler)
             self.apply_mask()
         else:
             self.mask_gradients()
             with _weight_decay_in_place(self.optimizer):
-                self.optimizer.step()
+                self._optimizer_step(scaler)
+        if scaler is not None:
+            scaler.update()
         self.mask_step += 1
+
+    def _optimizer_step(self, scaler: torch.amp.GradScaler | None) -> None:
+        if scaler is None:
+            self.optimizer.step()
+        else:
+            scaler.step(self.optimizer)
+
+    def _gradients_finite(self) -> bool:
+        grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()) if grads else True
 
     def _advance_decay(self) -> None:
         decay = self.prune_rate_decay
@@ -481,6 +509,8 @@ class Masking:
             mask.logical_or_(self.mask_dict[name])
         if self._flops is not None:
             self._flops.measure(self.mask_dict, self.mask_step + 1)
+        if self.verify_sync:
+            verify_masks(self.mask_dict, self.mask_step)
 
     def _gather_redistribution(self, prunable: list[str]) -> None:
         if self.redistribution_mode in PRESERVING_MODES:

@@ -37,8 +37,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     joined = False
+    rank = 0
     try:
         joined = distributed.init_from_environment()
+        rank = distributed.rank_and_world()[0]
         summary = train(cfg, run_dir)
     except SparseLearningError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -46,6 +48,6 @@ def hydra_main(cfg: DictConfig) -> float | None:
     finally:
         if joined:
             distributed.shutdown()
-    if distributed.rank_and_world()[0] == 0:
+    if rank == 0:
         print(format_results(summary, run_dir))
     return float(summary["test_accuracy"])

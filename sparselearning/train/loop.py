@@ -112,6 +112,23 @@ def _identity(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def _mixed_precision(setting: object, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
+    """Autocast dtype and loss scaler: bfloat16 on CPU (no scaler); float16 with a GradScaler on CUDA, or
+    bfloat16 there when asked for with `mixed_precision=bf16`."""
+    if setting in (False, None, "false", "off"):
+        return None, None
+    choice = str(setting).lower()
+    if choice not in ("true", "bf16", "fp16"):
+        raise SparseLearningError(f"mixed_precision must be false, true, bf16 or fp16, got {setting!r}")
+    if device.type != "cuda":
+        if choice == "fp16":
+            raise SparseLearningError("mixed_precision=fp16 needs a CUDA GPU; on CPU use true or bf16 (bfloat16)")
+        return torch.bfloat16, None
+    if choice == "bf16":
+        return torch.bfloat16, None
+    return torch.float16, torch.amp.GradScaler("cuda")
+
+
 def _uses_conv(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
 
@@ -147,6 +164,7 @@ class Run:
         self.masking: Masking = build_masking(cfg, self.model, self.optimizer, self.schedule)
         self.masking.track_flops(self._example_input())
         distributed.configure_masking(self.masking, verify=bool(option(cfg, "verify_sync", False)))
+        self.amp_dtype, self.scaler = _mixed_precision(option(cfg, "mixed_precision", False), self.device)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=float(option(cfg.optimizer, "label_smoothing", 0.0)))
         self.progress = Progress()
         self.checkpoint_dir = self.run_dir / "checkpoints"
@@ -166,6 +184,7 @@ class Run:
             "wall_time_s": self.progress.wall_time_s,
             "val": dict(self.progress.val),
             "rng": random_state(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "config": OmegaConf.to_yaml(self.cfg),
         }
 
@@ -183,6 +202,8 @@ class Run:
         self.scheduler.load_state_dict(state["scheduler"])
         self.masking.load_state_dict(state["masking"])
         restore_random_state(state["rng"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(
             epoch=int(state["epoch"]),
             step=int(state["step"]),
@@ -250,11 +271,12 @@ class Run:
         for inputs, labels in bar:
             if self.memory_format is not None:
                 inputs = inputs.contiguous(memory_format=self.memory_format)
-            outputs = self.network(inputs)
-            loss = self.criterion(outputs, labels)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                outputs = self.network(inputs)
+                loss = self.criterion(outputs, labels)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.masking.step()
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            self.masking.step(scaler=self.scaler)
             self.scheduler.step()
             self.progress.step += 1
             loss_sum += loss.detach()
