@@ -10,6 +10,7 @@ import os
 import re
 import sys
 from importlib import resources
+from pathlib import Path
 
 from sparselearning.errors import SparseLearningError
 
@@ -47,6 +48,19 @@ def check_group_overrides(arguments: list[str]) -> None:
                 raise SparseLearningError(f"unknown {group} {item!r}; allowed: {', '.join(allowed)}")
 
 
+def check_output_directories(arguments: list[str]) -> None:
+    """Refuse a run or sweep directory that cannot be created before Hydra tries to (it would crash)."""
+    for argument in arguments:
+        key, _, value = argument.partition("=")
+        if key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "${" in value:
+            continue
+        existing = Path(value).absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise SparseLearningError(f"cannot create {key}={value}: {existing} is not a writable directory")
+
+
 def _usage() -> str:
     return (
         "usage: sparselearning train [hydra overrides...]   (e.g. masking=SET masking.density=0.1)\n"
@@ -68,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         if command != "train":
             sys.exit(importlib.import_module(COMMANDS[command]).main(rest))
         check_group_overrides(rest)
+        check_output_directories(rest)
     except SparseLearningError as error:
         if os.environ.get("SPARSELEARNING_TRACEBACK"):
             raise

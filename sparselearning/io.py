@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ def atomic_save(obj: Any, path: Path) -> None:
             torch.save(obj, stream)
             stream.flush()
             os.fsync(stream.fileno())
+        # Fault injection for the crash tests: widen the window in which a kill lands mid-write.
+        delay = float(os.environ.get("SPARSELEARNING_SAVE_DELAY_S", "0") or 0)
+        if delay > 0:
+            time.sleep(delay)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

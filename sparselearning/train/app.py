@@ -45,6 +45,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
     except SparseLearningError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except OSError as error:  # an unwritable run directory, a full disk
+        print(f"error: cannot write the run directory {run_dir}: {error.strerror or error}", file=sys.stderr)
+        sys.exit(2)
     finally:
         if joined:
             distributed.shutdown()
