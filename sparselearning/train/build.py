@@ -113,10 +113,11 @@ def build_scheduler(
 
 
 def resolve_mask_path(path: str | Path) -> Path:
-    """A run directory means its `checkpoints/last.pt`."""
+    """A run directory means its `checkpoints/last.pt`, or its `final_masks.pt` when checkpoints are gone."""
     candidate = Path(str(path))
     if candidate.is_dir():
-        candidate = candidate / "checkpoints" / "last.pt"
+        checkpoint = candidate / "checkpoints" / "last.pt"
+        candidate = checkpoint if checkpoint.exists() else candidate / "final_masks.pt"
     return candidate
 
 

@@ -24,6 +24,7 @@ from sparselearning.counting.inference import count_inference_flops, layer_densi
 from sparselearning.counting.training import training_flops_fraction
 from sparselearning.data.loader import InMemoryLoader
 from sparselearning.data.registry import DatasetInfo, load_dataset
+from sparselearning.data.split import resplit
 from sparselearning.errors import SparseLearningError
 from sparselearning.train import distributed
 from sparselearning.train.build import build_masking, build_model, build_optimizer, build_scheduler
@@ -146,6 +147,8 @@ class Run:
         torch.manual_seed(int(cfg.seed))
         root = option(cfg.dataset, "root")
         self.tensors, self.info = load_dataset(cfg.dataset.name, root=root, **_dataset_options(cfg))
+        if option(cfg.dataset, "val_fraction") is not None:
+            self.tensors = resplit(self.tensors, cfg.dataset.val_fraction)
         self.train_loader, self.val_loader, self.test_loader = _loaders(
             cfg, self.tensors, self.info, self.device, self.rank, self.world
         )
@@ -404,6 +407,9 @@ class Run:
             "layer_density": layer_densities(self.masking.mask_dict),
         }
         if self.is_main:
+            # The final masks alone (a few hundred kB): what a lottery-ticket restart needs, kept when
+            # checkpoints are not.
+            torch.save({"masks": self.masking.state_dict()["masks"]}, self.run_dir / "final_masks.pt")
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             if bool(option(self.cfg, "plots", True)):
                 from sparselearning.viz.run_plots import plot_run

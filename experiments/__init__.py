@@ -1,0 +1,1 @@
+"""Experiment grids and the resumable runner that executes them."""

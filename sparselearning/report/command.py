@@ -1,0 +1,76 @@
+"""`sparselearning report PATH... [--out DIR]`: tables and comparison figures of runs and sweeps.
+
+Bad input (a missing path, a folder without runs, an unwritable output) ends with one line on stderr and
+exit status 2, like every other command; `SPARSELEARNING_TRACEBACK=1` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from sparselearning.errors import SparseLearningError
+
+DESCRIPTION = (
+    "Compare finished runs: find every summary.json under the given run directories or sweep folders, then "
+    "write report.md, a self-contained report.html, runs.csv and the figures. Runs without summary.json "
+    "(unfinished) are listed as skipped."
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors become `SparseLearningError` (one line, exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SparseLearningError(f"{message} (see sparselearning report --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's arguments: one or more paths and an optional output folder."""
+    parser = _Parser(prog="sparselearning report", description=DESCRIPTION)
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="run directory or folder of runs (a sweep)")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="output folder (default: PATH/report for a single PATH, else ./report)",
+    )
+    return parser
+
+
+def default_out(paths: list[str]) -> Path:
+    """`PATH/report` for one path (its parent's for a summary.json), `./report` for several."""
+    if len(paths) == 1:
+        path = Path(paths[0])
+        return (path.parent if path.is_file() else path) / "report"
+    return Path("report")
+
+
+def main(argv: list[str]) -> int:
+    """Run the command; returns the exit status (0, or 2 after one `error: ...` line on stderr)."""
+    from sparselearning.report.collect import collect_runs
+    from sparselearning.report.render import write_report
+
+    try:
+        try:
+            arguments = build_parser().parse_args(argv)
+        except SystemExit as stop:  # --help
+            return int(stop.code or 0)
+        collection = collect_runs(arguments.paths)
+        out = Path(arguments.out) if arguments.out else default_out(arguments.paths)
+        files = write_report(collection, out)
+    except SparseLearningError as error:
+        if os.environ.get("SPARSELEARNING_TRACEBACK"):
+            raise
+        message = " ".join(str(error).split())  # one line, whatever the message held
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    skipped = f", {len(collection.skipped)} skipped" if collection.skipped else ""
+    print(
+        f"report of {len(collection.runs)} run(s){skipped} written to {files.out_dir}: "
+        f"{files.markdown.name}, {files.html.name}, {files.csv.name} and {len(files.figures)} figure(s)"
+    )
+    return 0

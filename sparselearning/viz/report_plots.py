@@ -1,0 +1,398 @@
+"""The comparison figures of `sparselearning report`, one set per (dataset, model) group of runs.
+
+Five figures: test accuracy against density, test accuracy against training FLOPs, the final per-layer
+densities of each method, validation accuracy over training, and how the masks changed over training
+(turnover and in-time over-parameterisation rate). Every method variant keeps one colour in all of them:
+`method_colours` maps the sorted variant names of the whole report to a palette once, and every plotting
+function takes that mapping instead of picking colours itself.
+
+Figures are built on `matplotlib.figure.Figure` with an Agg canvas (no pyplot state), so nothing needs closing
+and importing this module does not switch the backend of an interactive session (a notebook, say).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+
+from sparselearning.report.collect import RunRecord
+from sparselearning.report.tables import Cell, Table, density_label, density_order
+
+DPI = 120
+# Above this many bars per panel, per-layer densities are drawn as lines instead (bars get too thin to read).
+_MAX_BARS = 72
+
+# (file stem, caption) of each figure of a group, in report order.
+FIGURES = (
+    ("accuracy_vs_density", "Test accuracy vs density"),
+    ("accuracy_vs_train_flops", "Test accuracy vs training FLOPs"),
+    ("layer_density", "Final per-layer density"),
+    ("training_curves", "Validation accuracy during training"),
+    ("mask_dynamics", "Mask turnover and ITOP rate during training"),
+)
+
+
+def method_colours(variants: Iterable[str]) -> dict[str, str]:
+    """One colour (hex) per method variant, fixed by the sorted names: tab10 up to 10, tab20 up to 20 and
+    evenly spaced turbo colours beyond. Compute it once per report so a method looks the same everywhere."""
+    names = sorted(set(variants))
+    if len(names) <= 10:
+        palette = [colormaps["tab10"](i) for i in range(len(names))]
+    elif len(names) <= 20:
+        palette = [colormaps["tab20"](i) for i in range(len(names))]
+    else:
+        palette = [colormaps["turbo"](i / (len(names) - 1)) for i in range(len(names))]
+    return {name: to_hex(colour) for name, colour in zip(names, palette)}
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _by_cell(runs: Iterable[RunRecord]) -> dict[tuple[str, float], list[RunRecord]]:
+    cells: dict[tuple[str, float], list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        cells[(run.variant, run.density_key)].append(run)
+    return cells
+
+
+def _densities(runs: Iterable[RunRecord]) -> list[float]:
+    return sorted({run.density_key for run in runs}, key=density_order)
+
+
+def _variants_at(cells: dict[tuple[str, float], list[RunRecord]], density: float) -> list[str]:
+    """The variants with runs at `density` (an unknown density is the one `math.nan` object: compare by
+    identity as well as by value)."""
+    return sorted({variant for variant, d in cells if d is density or d == density})
+
+
+def _density_title(density: float) -> str:
+    return "density unknown" if math.isnan(density) else f"target density {density_label(density)}"
+
+
+def _legend(figure: Figure, colours: dict[str, str], variants: Iterable[str]) -> None:
+    """One legend for the whole figure, below the axes (clear of the title), in the colour mapping's order."""
+    present = set(variants)
+    handles = [
+        Line2D([0], [0], color=colour, marker="o", linewidth=2, label=name)
+        for name, colour in colours.items()
+        if name in present
+    ]
+    if handles:
+        figure.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), frameon=False)
+
+
+def _no_data(axis: Axes, what: str) -> None:
+    axis.text(0.5, 0.5, f"no {what} in these runs", ha="center", va="center", transform=axis.transAxes, color="0.4")
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(figure)  # render with Agg whatever the session's backend, without switching it
+    figure.savefig(path, dpi=DPI)
+    return path
+
+
+def _grid(count: int, columns: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
+    """A figure of `count` panels, `columns` to a row, with the right-hand margin the legend needs."""
+    count = max(1, count)
+    columns = min(columns, count)
+    rows = math.ceil(count / columns)
+    figure = Figure(figsize=(width * columns + 0.6, height * rows + 1.2), layout="constrained")
+    axes = list(figure.subplots(rows, columns, squeeze=False).ravel())
+    for extra in axes[count:]:
+        extra.set_visible(False)
+    return figure, axes[:count]
+
+
+def _g(value: float, _position: float | None = None) -> str:
+    return f"{value:g}"
+
+
+def _log_ticks_at(axis: Axes, values: Sequence[float]) -> None:
+    """A log x axis with ticks exactly at `values` (a few densities), labelled plainly ("0.05", "0.1")."""
+    ticks = sorted(set(values))
+    axis.set_xscale("log")
+    axis.set_xticks(ticks, [_g(v) for v in ticks])
+    axis.xaxis.set_minor_formatter(NullFormatter())
+    if ticks:
+        axis.set_xlim(ticks[0] / 1.4, ticks[-1] * 1.4)
+
+
+def _plain_log_labels(axis: Axes) -> None:
+    """Log x axis labels as plain numbers; minor ticks labelled at 2 and 5 when the axis spans few decades."""
+    axis.set_xscale("log")
+    low, high = axis.get_xlim()
+    few_decades = high / max(low, 1e-300) < 300
+
+    def minor(value: float, _position: float | None = None) -> str:
+        if not few_decades or value <= 0:
+            return ""
+        leading = round(value / 10 ** math.floor(math.log10(value)), 6)
+        return _g(value) if leading in (2.0, 5.0) else ""
+
+    axis.xaxis.set_major_formatter(FuncFormatter(_g))
+    axis.xaxis.set_minor_formatter(FuncFormatter(minor))
+
+
+def _curve(runs: Sequence[RunRecord], split: str, key: str, scale: float = 1.0):
+    """(epochs, mean, std or None per epoch) of `key` in the `split` lines of `runs`, averaged over runs.
+
+    A run that logged a split twice in an epoch (resumed runs do not, but be safe) counts with its last value.
+    """
+    per_epoch: dict[int, list[float]] = defaultdict(list)
+    for run in runs:
+        last: dict[int, float] = {}
+        for record in run.metrics:
+            value, epoch = _number(record.get(key)), record.get("epoch")
+            if record.get("split") == split and value is not None and isinstance(epoch, int):
+                last[epoch] = value * scale
+        for epoch, value in last.items():
+            per_epoch[epoch].append(value)
+    epochs = sorted(per_epoch)
+    means = [statistics.fmean(per_epoch[e]) for e in epochs]
+    spreads = [statistics.stdev(per_epoch[e]) if len(per_epoch[e]) > 1 else None for e in epochs]
+    return epochs, means, spreads
+
+
+def _draw_curve(axis: Axes, epochs, means, spreads, colour: str, label: str, width: float) -> None:
+    axis.plot(epochs, means, color=colour, marker="o", markersize=3, linewidth=width, label=label)
+    if any(s is not None for s in spreads):
+        low = [m - (s or 0.0) for m, s in zip(means, spreads)]
+        high = [m + (s or 0.0) for m, s in zip(means, spreads)]
+        axis.fill_between(epochs, low, high, color=colour, alpha=0.15, linewidth=0)
+
+
+# ---------------------------------------------------------------------------------------------- figures
+
+
+def _line_width(index: int, count: int) -> float:
+    """Wider lines for the variants drawn first, so a later line lying on an earlier one leaves it visible."""
+    return 1.4 + 1.6 * (count - 1 - index) / max(1, count - 1)
+
+
+def _dodge(index: int, count: int) -> float:
+    """A small multiplicative x offset per variant (log axes) so equal points of variants do not hide."""
+    return 10 ** (0.012 * (index - (count - 1) / 2))
+
+
+def _errorbar(axis: Axes, xs, cells: Sequence[Cell], colour: str, width: float, linestyle: str = "-") -> list[float]:
+    ys = [100 * cell.accuracy[0] for cell in cells]
+    errors = [100 * (cell.accuracy[1] or 0.0) for cell in cells]
+    axis.errorbar(xs, ys, yerr=errors, color=colour, marker="o", capsize=3, linewidth=width, linestyle=linestyle)
+    return ys
+
+
+def plot_accuracy_vs_density(table: Table, colours: dict[str, str], path: Path) -> Path:
+    """(a) Test accuracy (%) against density on a log axis, one line per variant, error bars = std over seeds.
+
+    Variants run only at density 1 (dense baselines) are also drawn as a dashed horizontal reference line.
+    Points are nudged sideways a little per variant so that equal results stay visible.
+    """
+    figure = Figure(figsize=(8.6, 5.6), layout="constrained")
+    axis = figure.subplots()
+    known = [d for d in table.densities if not math.isnan(d)]
+    count = len(table.variants)
+    # Nudge only among the variants that share a density, so a lone point stays exactly at its density.
+    sharing = {d: [v for v in table.variants if (v, d) in table.cells] for d in known}
+    for index, variant in enumerate(table.variants):
+        points = [(d, table.cells[(variant, d)]) for d in known if (variant, d) in table.cells]
+        if not points:
+            continue
+        colour, width = colours[variant], _line_width(index, count)
+        xs = [d * _dodge(sharing[d].index(variant), len(sharing[d])) for d, _ in points]
+        ys = _errorbar(axis, xs, [cell for _, cell in points], colour, width)
+        if all(d >= 1.0 for d, _ in points):
+            axis.axhline(ys[-1], color=colour, linestyle="--", linewidth=1.2, alpha=0.8)
+    if known:
+        _log_ticks_at(axis, known)
+    else:
+        axis.set_xscale("log")
+        _no_data(axis, "known densities")
+    axis.set_xlabel("density (fraction of weights active, log scale)")
+    axis.set_ylabel("test accuracy (%)")
+    axis.grid(alpha=0.3, which="major")
+    figure.suptitle(f"{table.title}: test accuracy vs density (mean ± std over seeds)")
+    _legend(figure, colours, table.variants)
+    return _save(figure, path)
+
+
+def plot_accuracy_vs_train_flops(table: Table, colours: dict[str, str], path: Path) -> Path:
+    """(b) Test accuracy (%) against mean training FLOPs as a fraction of dense training (log axis); each point
+    is labelled with its density and carries the std over seeds as an error bar."""
+    figure = Figure(figsize=(8.6, 5.6), layout="constrained")
+    axis = figure.subplots()
+    drawn = False
+    count = len(table.variants)
+    for index, variant in enumerate(table.variants):
+        points = []
+        for density in table.densities:
+            cell = table.cells.get((variant, density))
+            if cell is not None and cell.train_flops is not None and cell.train_flops > 0:
+                points.append((cell.train_flops, cell, density))
+        points.sort(key=lambda point: point[0])
+        if not points:
+            continue
+        drawn = True
+        colour = colours[variant]
+        xs = [x for x, _, _ in points]
+        ys = _errorbar(axis, xs, [cell for _, cell, _ in points], colour, _line_width(index, count))
+        for x, y, (_, _, density) in zip(xs, ys, points):
+            label = f"d={density_label(density)}"
+            axis.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
+    axis.set_xscale("log")
+    if drawn:
+        axis.margins(x=0.08)
+        _plain_log_labels(axis)
+    else:
+        _no_data(axis, "training FLOPs")
+    axis.set_xlabel("training FLOPs (fraction of dense training, log scale)")
+    axis.set_ylabel("test accuracy (%)")
+    axis.grid(alpha=0.3, which="both")
+    figure.suptitle(f"{table.title}: test accuracy vs training cost (points labelled with density)")
+    _legend(figure, colours, table.variants)
+    return _save(figure, path)
+
+
+def _mean_layer_densities(runs: Sequence[RunRecord]) -> dict[str, float]:
+    values: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        layers = run.summary.get("layer_density")
+        if isinstance(layers, dict):
+            for name, density in layers.items():
+                number = _number(density)
+                if number is not None:
+                    values[str(name)].append(number)
+    return {name: statistics.fmean(numbers) for name, numbers in values.items()}
+
+
+def plot_layer_densities(runs: Sequence[RunRecord], colours: dict[str, str], path: Path, title: str) -> Path:
+    """(c) Final density of every masked layer, per variant (mean over seeds): grouped bars, or lines when
+    there are too many bars to read; one panel per target density, stacked."""
+    cells = _by_cell(runs)
+    densities = _densities(runs)
+    figure_layers: list[str] = []
+    panels = []
+    for density in densities:
+        variants = _variants_at(cells, density)
+        means = {v: _mean_layer_densities(cells[(v, density)]) for v in variants}
+        means = {v: layers for v, layers in means.items() if layers}
+        for layers in means.values():
+            figure_layers.extend(name for name in layers if name not in figure_layers)
+        panels.append((density, means))
+    most = max((len(means) for _, means in panels), default=1)
+    width = min(22.0, max(7.0, 0.32 * len(figure_layers) * max(1.0, math.sqrt(most)) + 2.5))
+    figure, axes = _grid(len(panels), 1, width, 3.4)
+    for axis, (density, means) in zip(axes, panels):
+        layers = [name for name in figure_layers if any(name in m for m in means.values())]
+        positions = range(len(layers))
+        if not means:
+            _no_data(axis, "masked layers")
+        elif len(layers) * len(means) <= _MAX_BARS:
+            bar = 0.8 / len(means)
+            for index, (variant, layer_means) in enumerate(means.items()):
+                offsets = [p - 0.4 + bar * (index + 0.5) for p in positions]
+                heights = [layer_means.get(name, math.nan) for name in layers]
+                axis.bar(offsets, heights, width=bar, color=colours[variant], label=variant)
+        else:
+            for variant, layer_means in means.items():
+                heights = [layer_means.get(name, math.nan) for name in layers]
+                axis.plot(positions, heights, color=colours[variant], marker="o", markersize=3, label=variant)
+        axis.set_xticks(list(positions), [name.removesuffix(".weight") for name in layers], rotation=60, ha="right")
+        axis.set_ylim(0, 1.05)
+        axis.set_ylabel("layer density\n(fraction active)")
+        axis.set_title(_density_title(density), fontsize=10)
+        axis.grid(axis="y", alpha=0.3)
+    axes[-1].set_xlabel("masked layer (model order)")
+    figure.suptitle(f"{title}: final per-layer density (mean over seeds)")
+    _legend(figure, colours, {run.variant for run in runs})
+    return _save(figure, path)
+
+
+def _per_density_curves(
+    runs: Sequence[RunRecord],
+    colours: dict[str, str],
+    axes_for: Callable[[int], list[Axes]],
+    series: Sequence[tuple[str, str, float, str]],
+) -> None:
+    """Draw, for each density (panel row) and each (split, key, scale, label) series (panel column), the
+    mean curve of every variant."""
+    cells = _by_cell(runs)
+    for row, density in enumerate(_densities(runs)):
+        axes = axes_for(row)
+        variants = _variants_at(cells, density)
+        for axis, (split, key, scale, label) in zip(axes, series):
+            drawn = False
+            for index, variant in enumerate(variants):
+                epochs, means, spreads = _curve(cells[(variant, density)], split, key, scale)
+                if epochs:
+                    width = _line_width(index, len(variants))
+                    _draw_curve(axis, epochs, means, spreads, colours[variant], variant, width)
+                    drawn = True
+            if not drawn:
+                _no_data(axis, f"{split} {key} records")
+            axis.set_xlabel("epoch")
+            axis.set_ylabel(label)
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axis.grid(alpha=0.3)
+            axis.set_title(f"{_density_title(density)}", fontsize=10)
+
+
+def plot_training_curves(runs: Sequence[RunRecord], colours: dict[str, str], path: Path, title: str) -> Path:
+    """(d) Validation accuracy (%) after each epoch, mean over seeds per variant with a ±std band; one panel
+    per target density."""
+    densities = _densities(runs)
+    figure, axes = _grid(len(densities), 3, 4.6, 3.6)
+    _per_density_curves(runs, colours, lambda row: [axes[row]], [("val", "accuracy", 100.0, "validation accuracy (%)")])
+    figure.suptitle(f"{title}: validation accuracy during training (mean ± std over seeds)")
+    _legend(figure, colours, {run.variant for run in runs})
+    return _save(figure, path)
+
+
+def plot_mask_dynamics(runs: Sequence[RunRecord], colours: dict[str, str], path: Path, title: str) -> Path:
+    """(e) How the masks changed: per epoch, the turnover (% of active weights grown since the previous
+    epoch) and the ITOP rate (% of masked weights ever active); rows per target density, mean over seeds."""
+    densities = _densities(runs)
+    figure = Figure(figsize=(11.2, 3.4 * len(densities) + 1.2), layout="constrained")
+    grid = figure.subplots(len(densities), 2, squeeze=False)
+    series = [
+        ("masks", "turnover", 100.0, "turnover (% of active weights\nnew since previous epoch)"),
+        ("masks", "itop_rate", 100.0, "ITOP rate (% of masked\nweights ever active)"),
+    ]
+    _per_density_curves(runs, colours, lambda row: list(grid[row]), series)
+    figure.suptitle(f"{title}: mask turnover and in-time over-parameterisation (mean ± std over seeds)")
+    _legend(figure, colours, {run.variant for run in runs})
+    return _save(figure, path)
+
+
+def plot_group(
+    table: Table, runs: Sequence[RunRecord], colours: dict[str, str], folder: Path, prefix: str
+) -> list[tuple[str, Path]]:
+    """All five figures of one (dataset, model) group as `folder/<prefix>_<stem>.png`; (caption, path) pairs
+    in `FIGURES` order."""
+    folder = Path(folder)
+    paths = {stem: folder / f"{prefix}_{stem}.png" for stem, _ in FIGURES}
+    plot_accuracy_vs_density(table, colours, paths["accuracy_vs_density"])
+    plot_accuracy_vs_train_flops(table, colours, paths["accuracy_vs_train_flops"])
+    plot_layer_densities(runs, colours, paths["layer_density"], table.title)
+    plot_training_curves(runs, colours, paths["training_curves"], table.title)
+    plot_mask_dynamics(runs, colours, paths["mask_dynamics"], table.title)
+    return [(caption, paths[stem]) for stem, caption in FIGURES]
