@@ -77,8 +77,9 @@ def plan(grid_file: Path, densities=None, methods=None, seeds=None, epochs: int 
                 waits_for = output / after / f"density_{density}" / f"seed_{seed}" if after else None
                 if waits_for is not None:
                     extra.append(f"masking.lottery_mask_path={waits_for}")
-                runs.append(PlannedRun(name, density, seed, [*common, *overrides, *extra, f"seed={seed}"],
-                                       run_dir, waits_for))
+                runs.append(
+                    PlannedRun(name, density, seed, [*common, *overrides, *extra, f"seed={seed}"], run_dir, waits_for)
+                )
     return runs
 
 
@@ -98,10 +99,13 @@ def execute(runs: list[PlannedRun], jobs: int) -> int:
                 running.remove((run, process))
                 status = "done" if process.returncode == 0 else f"FAILED (exit {process.returncode}, see {run.log})"
                 failed += process.returncode != 0
-                print(f"[{time.strftime('%H:%M:%S')}] {run.method} density={run.density} seed={run.seed}: {status}",
-                      flush=True)
-        ready = [r for r in pending if r.after is None or (r.after / "summary.json").exists()
-                 or r.after not in planned_dirs]
+                print(
+                    f"[{time.strftime('%H:%M:%S')}] {run.method} density={run.density} seed={run.seed}: {status}",
+                    flush=True,
+                )
+        ready = [
+            r for r in pending if r.after is None or (r.after / "summary.json").exists() or r.after not in planned_dirs
+        ]
         while ready and len(running) < jobs:
             run = ready.pop(0)
             pending.remove(run)
@@ -109,8 +113,9 @@ def execute(runs: list[PlannedRun], jobs: int) -> int:
             with run.log.open("a") as log:
                 process = subprocess.Popen(_command(run), stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
             running.append((run, process))
-            print(f"[{time.strftime('%H:%M:%S')}] started {run.method} density={run.density} seed={run.seed}",
-                  flush=True)
+            print(
+                f"[{time.strftime('%H:%M:%S')}] started {run.method} density={run.density} seed={run.seed}", flush=True
+            )
         if not ready and not running and pending:
             print(f"{len(pending)} runs wait for runs that failed or were filtered out", flush=True)
             break
@@ -132,8 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs (for quick checks)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and whether each is done")
     args = parser.parse_args(argv)
-    runs = plan(args.grid, _numbers(args.densities), None if args.methods is None else args.methods.split(","),
-                _numbers(args.seeds, int), args.epochs)
+    runs = plan(
+        args.grid,
+        _numbers(args.densities),
+        None if args.methods is None else args.methods.split(","),
+        _numbers(args.seeds, int),
+        args.epochs,
+    )
     if args.dry_run:
         for run in runs:
             state = "done" if run.done else "todo"

@@ -1,0 +1,71 @@
+"""The experiment grids expand to the planned runs, and a miniature grid runs end to end into a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from experiments.run_grid import REPO, execute, main, plan
+from sparselearning.report.command import main as report_main
+
+GRIDS = REPO / "experiments" / "grids"
+
+
+def test_mnist_grid_expands_to_every_method_density_and_seed() -> None:
+    runs = plan(GRIDS / "mnist_lenet300_100.yaml")
+    assert len(runs) == 3 + 4 * 11 * 3  # dense per seed; 11 sparse variants x 4 densities x 3 seeds
+    assert [r.density for r in runs[3:]][:33] == [0.05] * 33, "the 5% column comes first"
+    lottery = [r for r in runs if r.method == "Lottery"]
+    assert all(r.after is not None and r.after.parts[-3] == "Pruning" for r in lottery)
+    rigl = next(r for r in runs if r.method == "RigL_ERK" and r.density == 0.02 and r.seed == 1)
+    assert {
+        "masking=RigL",
+        "masking.sparse_init=erdos-renyi-kernel",
+        "masking.density=0.02",
+        "seed=1",
+        "optimizer.epochs=100",
+        "dataset.val_fraction=0.1",
+    } <= set(rigl.overrides)
+
+
+def test_fashion_grid_and_filters() -> None:
+    runs = plan(GRIDS / "fashion_mnist_lenet5.yaml", densities=[0.05], methods=["RigL_ERK", "SNFS"], seeds=[0])
+    assert [(r.method, r.density, r.seed) for r in runs] == [("RigL_ERK", 0.05, 0), ("SNFS", 0.05, 0)]
+
+
+def test_dry_run_lists_the_runs(capsys) -> None:
+    assert main([str(GRIDS / "mnist_lenet300_100.yaml"), "--dry-run", "--densities", "0.05", "--seeds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "RigL_ERK" in out and out.strip().endswith("done")
+
+
+def test_miniature_grid_runs_and_reports(tmp_path: Path) -> None:
+    grid = {
+        "name": "mini",
+        "output": str(tmp_path / "runs"),
+        "common": [
+            "dataset=Synthetic",
+            "dataset.train_size=64",
+            "dataset.val_size=32",
+            "dataset.test_size=32",
+            "dataset.batch_size=16",
+            "optimizer.epochs=2",
+            "progress=false",
+            "plots=false",
+            "masking.interval=2",
+        ],
+        "densities": [0.1],
+        "seeds": [0],
+        "methods": {"RigL": ["masking=RigL"], "SET": ["masking=SET"]},
+    }
+    grid_file = tmp_path / "mini.yaml"
+    grid_file.write_text(yaml.safe_dump(grid))
+    runs = plan(grid_file)
+    assert execute(runs, jobs=2) == 0
+    assert all(run.done for run in runs)
+    assert execute(runs, jobs=2) == 0, "a second call finds everything done"
+    assert report_main([str(tmp_path / "runs"), "--out", str(tmp_path / "report")]) == 0
+    csv_lines = (tmp_path / "report" / "runs.csv").read_text().splitlines()
+    assert len(csv_lines) == 3
+    assert len(list((tmp_path / "report").glob("*.png"))) == 5
