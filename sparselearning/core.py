@@ -506,7 +506,7 @@ class Masking:
             self._refresh()
             self._reset_grown_state(previous)
         for name, mask in self.ever_active.items():
-            mask.logical_or_(self.mask_dict[name])
+            mask.bitwise_or_(self.mask_dict[name])  # (logical_or_ on bool is ~80x slower on CPU)
         if self._flops is not None:
             self._flops.measure(self.mask_dict, self.mask_step + 1)
         if self.verify_sync:
