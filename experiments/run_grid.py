@@ -12,6 +12,7 @@ Pruning) wait for it. Each run's output goes to `train.log` in its run directory
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -87,8 +88,17 @@ def _command(run: PlannedRun) -> list[str]:
     return [sys.executable, "-m", "sparselearning", "train", *run.overrides, f"hydra.run.dir={run.run_dir}"]
 
 
+def _environment(jobs: int) -> dict[str, str]:
+    """Share the cores between the concurrent runs (unless the caller set a thread count)."""
+    environment = dict(os.environ)
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    environment.setdefault("OMP_NUM_THREADS", str(threads))
+    return environment
+
+
 def execute(runs: list[PlannedRun], jobs: int) -> int:
     """Run everything not done yet, `jobs` at a time; returns the number of failed runs."""
+    environment = _environment(jobs)
     pending = [run for run in runs if not run.done]
     planned_dirs = {run.run_dir for run in runs}
     running: list[tuple[PlannedRun, subprocess.Popen]] = []
@@ -111,7 +121,9 @@ def execute(runs: list[PlannedRun], jobs: int) -> int:
             pending.remove(run)
             run.run_dir.mkdir(parents=True, exist_ok=True)
             with run.log.open("a") as log:
-                process = subprocess.Popen(_command(run), stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+                process = subprocess.Popen(
+                    _command(run), stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=environment
+                )
             running.append((run, process))
             print(
                 f"[{time.strftime('%H:%M:%S')}] started {run.method} density={run.density} seed={run.seed}", flush=True
