@@ -1,5 +1,5 @@
 # The two commands of the README. Both create .venv at the repo root and install everything first.
-.PHONY: run test lint setup
+.PHONY: run test lint setup docs
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -15,3 +15,7 @@ test: setup
 lint: setup
 	.venv/bin/python -m ruff check .
 	.venv/bin/python -m ruff format --check .
+
+# The documentation site (MkDocs + mkdocstrings), built strictly: any warning fails.
+docs: setup
+	.venv/bin/mkdocs build --strict -d site

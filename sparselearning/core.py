@@ -93,6 +93,15 @@ def _weight_decay_in_place(optimizer: torch.optim.Optimizer) -> Iterator[None]:
             group["weight_decay"] = decay
 
 
+def _unscale_once(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> None:
+    """`scaler.unscale_(optimizer)`, unless the caller already did (to clip gradients) this iteration."""
+    try:
+        scaler.unscale_(optimizer)
+    except RuntimeError as error:
+        if "already been called" not in str(error):
+            raise
+
+
 class Masking:
     """Wraps PyTorch model parameters with a sparse mask.
 
@@ -381,7 +390,12 @@ class Masking:
             torch._foreach_mul_(tensors, [self._float_masks[name] for name in names])
 
     def mask_gradients(self) -> None:
-        """Zero the gradients of masked weights (done by `step()`; call it yourself before gradient clipping)."""
+        """Zero the gradients of masked weights (done by `step()`; call it yourself before gradient clipping).
+
+        Does nothing on an update iteration (`is_update_step()`), whose growth needs the dense gradient.
+        """
+        if self.is_update_step():
+            return
         pairs = [(p.grad, n) for n, p in self._masked() if p.grad is not None]
         self._multiply_by_masks([g for g, _ in pairs], [n for _, n in pairs])
 
@@ -421,7 +435,7 @@ class Masking:
         not finite is skipped whole: no optimizer step and no mask change.
         """
         if scaler is not None:
-            scaler.unscale_(self.optimizer)
+            _unscale_once(scaler, self.optimizer)
         if self.is_update_step():
             if scaler is None or self._gradients_finite():
                 self.update_connections()

@@ -5,8 +5,10 @@
     loss.backward()
     masking.step()          # instead of optimizer.step()
 
-Dynamic methods update masks every `update_frequency` steps until `end_fraction` of training (RigL: 100 and
-75%) with the drop fraction annealed by a cosine from `drop_fraction` (RigL: 0.3, SNFS: 0.5).
+Every function also takes `exclude=[...]` (layer names, partial names or module types kept dense) and any
+other `Masking` keyword. Dynamic methods update masks every `update_frequency` steps until `end_fraction` of
+training (RigL: 100 and 75%) with the drop fraction annealed by a cosine from `drop_fraction` (RigL: 0.3,
+SNFS: 0.5).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def _dynamic(
     **masking_options: Any,
 ) -> Masking:
     end_when = _end_step(total_steps, end_fraction)
+    exclude = masking_options.pop("exclude", ())
     masking = Masking(
         optimizer,
         CosineDecay(check_fraction(drop_fraction, "drop_fraction"), T_max=end_when),
@@ -55,14 +58,15 @@ def _dynamic(
         end_when=end_when,
         **masking_options,
     )
-    masking.add_module(model)
+    masking.add_module(model, exclude=exclude)
     return masking
 
 
 def dense(model: nn.Module, optimizer: Optimizer, **masking_options: Any) -> Masking:
     """Dense training through the same interface (`step()` is `optimizer.step()`)."""
+    exclude = masking_options.pop("exclude", ())
     masking = Masking(optimizer, None, density=1.0, **masking_options)
-    masking.add_module(model)
+    masking.add_module(model, exclude=exclude)
     return masking
 
 
@@ -80,8 +84,9 @@ def static(
     model: nn.Module, optimizer: Optimizer, density: float = 0.1, sparse_init: str = "random", **masking_options: Any
 ) -> Masking:
     """Static sparse: the initial mask never changes."""
+    exclude = masking_options.pop("exclude", ())
     masking = Masking(optimizer, None, density=density, sparse_init=sparse_init, **masking_options)
-    masking.add_module(model)
+    masking.add_module(model, exclude=exclude)
     return masking
 
 
@@ -235,6 +240,7 @@ def pruning(
     decay = MagnitudePruneDecay(
         initial_sparsity=0.0, final_sparsity=1.0 - density, T_max=end_when, T_start=start_when, interval=interval
     )
+    exclude = masking_options.pop("exclude", ())
     masking = Masking(
         optimizer,
         decay,
@@ -247,7 +253,7 @@ def pruning(
         end_when=end_when + 1,
         **masking_options,
     )
-    masking.add_module(model)
+    masking.add_module(model, exclude=exclude)
     return masking
 
 
@@ -263,6 +269,7 @@ def lottery(
 
     `shuffle=True` keeps only each layer's density (`lottery-ticket-dist`).
     """
+    exclude = masking_options.pop("exclude", ())
     masking = Masking(
         optimizer,
         None,
@@ -270,7 +277,7 @@ def lottery(
         sparse_init="lottery-ticket-dist" if shuffle else "lottery-ticket",
         **masking_options,
     )
-    masking.add_module(model, lottery_mask_path=lottery_mask_path)
+    masking.add_module(model, lottery_mask_path=lottery_mask_path, exclude=exclude)
     masking.density = masking.stats.total_density
     return masking
 

@@ -369,3 +369,41 @@ def test_mask_gradients_before_clipping() -> None:
     masking.mask_gradients()
     for name, mask in masking.mask_dict.items():
         assert bool((masking.params[name].grad[~mask] == 0).all())
+
+
+def test_mask_gradients_keeps_dense_gradients_on_update_iterations() -> None:
+    model = small_mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    masking = methods.rigl(model, optimizer, density=0.1, total_steps=100, update_frequency=5)
+    masking.mask_step = 5
+    backward(model, optimizer)
+    masking.mask_gradients()
+    assert int((model[1].weight.grad != 0).sum()) > int(masking.mask_dict["1.weight"].sum())
+
+
+def test_step_with_a_scaler_tolerates_an_earlier_unscale_for_clipping() -> None:
+    model = small_mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    masking, optimizer = masking_for(model, density=0.5)
+
+    class OnceOnly:
+        def __init__(self) -> None:
+            self.unscaled = False
+
+        def unscale_(self, _optimizer) -> None:
+            if self.unscaled:
+                raise RuntimeError("unscale_() has already been called on this optimizer since the last update().")
+            self.unscaled = True
+
+        def step(self, opt) -> None:
+            opt.step()
+
+        def update(self) -> None:
+            self.unscaled = False
+
+    scaler = OnceOnly()
+    backward(model, optimizer)
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    masking.step(scaler=scaler)
+    assert not scaler.unscaled

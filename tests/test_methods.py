@@ -137,3 +137,11 @@ def test_bad_method_arguments() -> None:
         methods.pruning(model, _optimizer(model), total_steps=100, start_fraction=0.8, end_fraction=0.5)
     with pytest.raises(SparseLearningError, match="unknown criterion"):
         methods.struct_rigl(SmallConvNet(), _optimizer(model), criterion="median")
+
+
+def test_every_method_accepts_exclude() -> None:
+    for name in ("Dense", "Static", "SET", "RigL", "SNFS", "Pruning"):
+        model = SmallConvNet()
+        extra = {} if name in ("Dense", "Static") else {"total_steps": 100}
+        masking = methods.registry[name](model, _optimizer(model), exclude=["fc"], **extra)
+        assert "fc.weight" not in masking.mask_dict, name
