@@ -55,7 +55,11 @@ MASKABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvN
 
 
 def unwrap_model(module: nn.Module) -> nn.Module:
-    """The model inside DistributedDataParallel / DataParallel, so weight names never carry `module.`."""
+    """The model inside DistributedDataParallel / DataParallel, so weight names never carry `module.`.
+
+    :param module: a model, possibly wrapped (several times)
+    :return: the innermost model
+    """
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
     while isinstance(module, wrappers):
         module = module.module
@@ -247,7 +251,10 @@ class Masking:
 
     @torch.no_grad()
     def init(self, lottery_mask_path: str | Path | None = None) -> None:
-        """Build the initial masks with `sparse_init`, then zero masked weights and optimizer state."""
+        """Build the initial masks with `sparse_init`, then zero masked weights and optimizer state.
+
+        :param lottery_mask_path: saved masks, for the lottery-ticket inits
+        """
         init_registry[self.sparse_init](self, lottery_mask_path=lottery_mask_path)
         for name, mask in list(self.mask_dict.items()):
             weight = self.params[name]
@@ -285,18 +292,22 @@ class Masking:
 
     @property
     def prune_func(self):
+        """The prune function of `prune_mode` (always in sync with it)."""
         return prune_registry[self.prune_mode]
 
     @property
     def growth_func(self):
+        """The growth function of `growth_mode`."""
         return grow_registry[self.growth_mode]
 
     @property
     def redistribution_func(self):
+        """The redistribution statistic of `redistribution_mode`."""
         return redistribute_registry[self.redistribution_mode]
 
     @property
     def global_prune(self) -> bool:
+        """Whether `prune_mode` prunes all layers at once (one global threshold)."""
         return self.prune_mode in GLOBAL_MODES
 
     @property
@@ -305,10 +316,17 @@ class Masking:
         return 0.0 if self.prune_rate_decay is None else float(self.prune_rate_decay.get_dr())
 
     def layer_module(self, name: str) -> nn.Module:
-        """The module that owns masked weight `name`."""
+        """The module that owns masked weight `name`.
+
+        :param name: a weight name, e.g. `conv1.weight`
+        """
         return self._layer_modules[name]
 
     def is_conv(self, name: str) -> bool:
+        """Whether weight `name` belongs to a convolution.
+
+        :param name: a weight name
+        """
         return isinstance(self._layer_modules[name], nn.modules.conv._ConvNd)
 
     def prunable_names(self) -> list[str]:
@@ -316,11 +334,20 @@ class Masking:
         return [name for name in self.mask_dict if name not in self.dense_layers]
 
     def generator(self, name: str, purpose: int = 0) -> torch.Generator:
-        """The CPU generator for a random decision on layer `name` at the current step."""
+        """The CPU generator for a random decision on layer `name` at the current step.
+
+        :param name: the layer (weight name)
+        :param purpose: separates independent streams at the same step and layer (init, growth, shuffle)
+        """
         return generator_for(self.seed, self.mask_step, self._layer_index[name], purpose)
 
     def scratch(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """A reusable flat buffer of at least `numel` entries, so updates do not allocate per layer."""
+        """A reusable flat buffer of at least `numel` entries, so updates do not allocate per layer.
+
+        :param numel: entries needed
+        :param dtype: element type
+        :param device: where the buffer lives
+        """
         key = (torch.device(device), dtype)
         buffer = self._scratch.get(key)
         if buffer is None or buffer.numel() < numel:
@@ -329,7 +356,11 @@ class Masking:
         return buffer[:numel]
 
     def get_momentum_for_weight(self, weight: torch.Tensor) -> torch.Tensor:
-        """Return momentum from optimizer: SGD's buffer, or Adam's `exp_avg / (sqrt(exp_avg_sq) + eps)`."""
+        """Return momentum from optimizer: SGD's buffer, or Adam's `exp_avg / (sqrt(exp_avg_sq) + eps)`.
+
+        :param weight: a masked weight
+        :return: a tensor shaped like the weight
+        """
         state = self.optimizer.state.get(weight, {})
         if "exp_avg" in state and "exp_avg_sq" in state:
             eps = next(
@@ -347,7 +378,10 @@ class Masking:
 
     def track_flops(self, example_input: torch.Tensor) -> None:
         """Count inference FLOPs on `example_input` now and after every mask update (the seed's FLOP
-        properties below need it). One example suffices: counts are per example."""
+        properties below need it). One example suffices: counts are per example.
+
+        :param example_input: a batch the model accepts (one example is enough)
+        """
         if self.module is None:
             raise SparseLearningError("call add_module(model) before track_flops()")
         self._flops = FlopsTracker(self.module, example_input)
@@ -433,6 +467,8 @@ class Masking:
         With a `GradScaler` (float16 training), pass it here instead of calling `scaler.step`/`update`:
         gradients are unscaled first, so growth ranks true gradients, and an iteration whose gradients are
         not finite is skipped whole: no optimizer step and no mask change.
+
+        :param scaler: the GradScaler of float16 training, or None
         """
         if scaler is not None:
             _unscale_once(scaler, self.optimizer)
@@ -575,26 +611,38 @@ class Masking:
         return out.copy_(self.mask_dict[name].view(torch.uint8))
 
     def float_mask(self, name: str) -> torch.Tensor:
-        """The mask of `name` as 0.0/1.0 in the weight's dtype (cached unless `low_memory`)."""
+        """The mask of `name` as 0.0/1.0 in the weight's dtype (cached unless `low_memory`).
+
+        :param name: a weight name
+        """
         cached = self._float_masks.get(name)
         if cached is not None:
             return cached
         return self._as_float(name)
 
     def remove_weight(self, name: str) -> None:
-        """Stop masking one weight, by parameter name or by its module's name."""
+        """Stop masking one weight, by parameter name or by its module's name.
+
+        :param name: `fc.weight` or `fc`
+        """
         key = name if name in self.mask_dict else f"{name}.weight"
         if key not in self.mask_dict:
             raise SparseLearningError(f"no masked weight named {name!r}; masked: {', '.join(self.mask_dict)}")
         self._forget(key)
 
     def remove_weight_partial_name(self, partial_name: str) -> None:
-        """Stop masking every weight whose name contains `partial_name` (eg: 'conv')."""
+        """Stop masking every weight whose name contains `partial_name` (eg: 'conv').
+
+        :param partial_name: a substring of weight names
+        """
         for name in [n for n in self.mask_dict if partial_name in n]:
             self._forget(name)
 
     def remove_type(self, nn_type: type[nn.Module]) -> None:
-        """Stop masking the weights of every module of a type (eg: nn.Conv2d)."""
+        """Stop masking the weights of every module of a type (eg: nn.Conv2d).
+
+        :param nn_type: a module class
+        """
         for name in [
             n for n, layer in self._layer_modules.items() if isinstance(layer, nn_type) and n in self.mask_dict
         ]:
@@ -637,7 +685,10 @@ class Masking:
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore masks and counters saved by `state_dict()`; masked weights are zeroed again."""
+        """Restore masks and counters saved by `state_dict()`; masked weights are zeroed again.
+
+        :param state: what `state_dict()` returned (possibly after a save and a weights-only load)
+        """
         if not self._initialised:
             raise SparseLearningError("call add_module(model) before load_state_dict()")
         masks = state.get("masks") if isinstance(state, dict) else None

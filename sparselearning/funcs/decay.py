@@ -19,9 +19,14 @@ class Decay:
     mode: str = "current"
 
     def step(self, step: int = -1) -> None:
+        """Move the schedule to global step `step` (or one step on).
+
+        :param step: the global training step, or -1
+        """
         raise NotImplementedError
 
     def get_dr(self) -> float:
+        """The current value: a drop fraction, or for pruning the share of weights still to remove."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
@@ -29,6 +34,10 @@ class Decay:
         return dict(vars(self))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict()` returned.
+
+        :param state: attribute values
+        """
         for key, value in state.items():
             setattr(self, key, value)
 
@@ -52,10 +61,14 @@ class CosineDecay(Decay):
         self._step = max(0, last_epoch)
 
     def step(self, step: int = -1) -> None:
-        """Move to global step `step`, or one step on when called without it."""
+        """Move to global step `step`, or one step on when called without it.
+
+        :param step: the global training step, or -1
+        """
         self._step = step if step >= 0 else self._step + 1
 
     def get_dr(self) -> float:
+        """The drop fraction at the current step."""
         t = min(self._step, self.T_max)
         return self.eta_min + (self.prune_rate - self.eta_min) * (1 + math.cos(math.pi * t / self.T_max)) / 2
 
@@ -73,9 +86,14 @@ class LinearDecay(Decay):
         self._step = -1
 
     def step(self, step: int = -1) -> None:
+        """Move to global step `step`, or one step on when called without it.
+
+        :param step: the global training step, or -1
+        """
         self._step = step if step >= 0 else self._step + 1
 
     def get_dr(self) -> float:
+        """The drop fraction at the current step."""
         if self._step < 0:
             return self.prune_rate
         t = min(self._step + 1, self.T_max)
@@ -117,7 +135,10 @@ class MagnitudePruneDecay(Decay):
         self._step = 0
 
     def cumulative_sparsity(self, step: int) -> float:
-        """The target sparsity s(step)."""
+        """The target sparsity s(step).
+
+        :param step: a global training step
+        """
         if step < self.T_start:
             return self.initial_sparsity
         if step >= self.T_max:
@@ -126,7 +147,11 @@ class MagnitudePruneDecay(Decay):
         return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * progress**3
 
     def step(self, step: int = -1, current_sparsity: float = -1) -> None:
-        """Set the rate for `step` given the sparsity reached so far (default: the target one interval ago)."""
+        """Set the rate for `step` given the sparsity reached so far.
+
+        :param step: the global training step (-1: one on from the last)
+        :param current_sparsity: the sparsity reached so far (-1: the target one interval earlier)
+        """
         if step == -1:
             step = self._step
         if current_sparsity == -1:
@@ -135,6 +160,7 @@ class MagnitudePruneDecay(Decay):
         self._step = step + 1
 
     def get_dr(self) -> float:
+        """The share of all masked weights the next update removes."""
         return self.current_prune_rate
 
 

@@ -36,7 +36,13 @@ def _raw_erdos_renyi(shape: torch.Size, is_kernel: bool) -> float:
 
 
 def erdos_renyi_densities(shapes: dict[str, torch.Size], density: float, is_kernel: bool) -> dict[str, float]:
-    """Layer densities `eps * raw_l` with overflowing layers made dense and `eps` solved again."""
+    """Layer densities `eps * raw_l` with overflowing layers made dense and `eps` solved again.
+
+    :param shapes: weight name -> shape
+    :param density: overall density to reach
+    :param is_kernel: ERK (True) counts every dimension; ER (False) only output and input sizes
+    :return: weight name -> density in (0, 1]
+    """
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
     raw = {name: _raw_erdos_renyi(shape, is_kernel) for name, shape in shapes.items()}
     budget = density * sum(sizes.values())
@@ -90,6 +96,8 @@ def random_init(masking: Masking, **kwargs: Any) -> None:
 
     As in RigL, a first layer that is a convolution stays dense (it is small and costly to sparsify); the
     other layers then share what remains of the budget, so the overall density is still exact.
+
+    :param masking: Masking instance (its `density`, `mask_dict` and generators are used)
     """
     sizes = {name: mask.numel() for name, mask in masking.mask_dict.items()}
     names = list(sizes)
@@ -106,7 +114,11 @@ def random_init(masking: Masking, **kwargs: Any) -> None:
 
 
 def erdos_renyi_init(masking: Masking, is_kernel: bool = True, **kwargs: Any) -> None:
-    """ER (`is_kernel=False`) or ERK (`is_kernel=True`) layer densities, exact in total."""
+    """ER (`is_kernel=False`) or ERK (`is_kernel=True`) layer densities, exact in total.
+
+    :param masking: Masking instance
+    :param is_kernel: use ERK (True), ER (False)
+    """
     _fill_random(masking, _counts_for_densities(masking, get_erdos_renyi_dist(masking, is_kernel)))
 
 
@@ -162,7 +174,10 @@ def lottery_ticket_init(masking: Masking, lottery_mask_path: str | Path | None =
 
 
 def resume_init(masking: Masking, **kwargs: Any) -> None:
-    """Masks from the weights that are currently non-zero (a sparse model saved without its masks)."""
+    """Masks from the weights that are currently non-zero (a sparse model saved without its masks).
+
+    :param masking: Masking instance
+    """
     for name in masking.mask_dict:
         masking.mask_dict[name] = masking.params[name].detach() != 0
 
@@ -198,13 +213,20 @@ def _fill_kernels(masking: Masking, densities: dict[str, float]) -> None:
 
 
 def struct_random_init(masking: Masking, **kwargs: Any) -> None:
-    """Channel-wise uniform: whole kernels of every convolution at one density; Linear layers dense."""
+    """Channel-wise uniform: whole kernels of every convolution at one density; Linear layers dense.
+
+    :param masking: Masking instance
+    """
     density = _remove_linear_layers(masking)
     _fill_kernels(masking, dict.fromkeys(masking.mask_dict, density))
 
 
 def struct_erdos_renyi_init(masking: Masking, is_kernel: bool = True, **kwargs: Any) -> None:
-    """Channel-wise ER/ERK: whole kernels, layer densities by ER/ERK over the convolutions."""
+    """Channel-wise ER/ERK: whole kernels, layer densities by ER/ERK over the convolutions.
+
+    :param masking: Masking instance
+    :param is_kernel: use ERK (True), ER (False)
+    """
     density = _remove_linear_layers(masking)
     shapes = {name: mask.shape for name, mask in masking.mask_dict.items()}
     _fill_kernels(masking, erdos_renyi_densities(shapes, density, is_kernel))
