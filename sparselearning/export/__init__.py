@@ -1,0 +1,41 @@
+"""Make sparsity pay: export a masked model to one that stores and computes only its active weights.
+
+    from sparselearning.export import to_sparse, save_sparse, load_sparse
+
+    sparse_model = to_sparse(model, masking, example_input=batch)   # CSR Linear layers, measured Conv2d choice
+    save_sparse(sparse_model, "model.sparse.pt", spec={"name": "lenet5", "kwargs": {}})
+    model = load_sparse("model.sparse.pt")                          # torch.load(weights_only=True) underneath
+
+From the command line: `sparselearning export RUN_DIR_OR_CHECKPOINT --out FILE`.
+"""
+
+from sparselearning.export.convert import CONV_DENSITY_THRESHOLD, LayerDecision, to_sparse, to_sparse_with_report
+from sparselearning.export.layers import BiasOnly, SparseConv2d, SparseLinear
+from sparselearning.export.semi_structured import nm_mask
+from sparselearning.export.serialize import (
+    FORMAT,
+    ExportReport,
+    build_model,
+    export_report,
+    load_sparse,
+    save_sparse,
+    sparse_payload,
+)
+
+__all__ = [
+    "CONV_DENSITY_THRESHOLD",
+    "FORMAT",
+    "BiasOnly",
+    "ExportReport",
+    "LayerDecision",
+    "SparseConv2d",
+    "SparseLinear",
+    "build_model",
+    "export_report",
+    "load_sparse",
+    "nm_mask",
+    "save_sparse",
+    "sparse_payload",
+    "to_sparse",
+    "to_sparse_with_report",
+]

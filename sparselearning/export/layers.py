@@ -1,0 +1,351 @@
+"""Inference layers that hold only the active weights of a sparse layer: CSR Linear, CSR Conv2d, bias-only.
+
+Each layer keeps its compressed weight as three ordinary dense buffers (`crow_indices`, `col_indices`,
+`values`) plus its shape, so `state_dict()`, `.to()`, deep copies and `torch.save` all see plain tensors;
+the `torch.sparse_csr` view over them is built on first use and cached (it shares their memory).
+
+Why the Linear computes `W @ x.T` and returns its transpose: a CSR times dense product on CPU is fastest with
+the sparse matrix on the left and a dense operand whose columns are the examples. The transposed result is a
+view, so a following `SparseLinear` (after an element-wise activation, which keeps strides) gets its
+`x.T` already contiguous, with no copy in between. A single example goes through the matrix-vector kernel,
+which is several times faster than a one-column product.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparselearning.errors import SparseLearningError
+
+
+def resolve_index_dtype(index_dtype: str | torch.dtype, largest: int) -> torch.dtype:
+    """The integer type of the CSR indices: "auto" is int32 whenever every index fits, else int64.
+
+    int32 is the default because it halves the index bytes and, measured on CPU, CSR `mv` runs about 1.7x
+    faster with it and `addmm` as fast or up to 1.4x faster (benchmarks/export_speed.py, docs/performance.md).
+    """
+    if index_dtype in ("auto", None):
+        return torch.int32 if largest < 2**31 - 1 else torch.int64
+    chosen = {"int32": torch.int32, "int64": torch.int64, torch.int32: torch.int32, torch.int64: torch.int64}.get(
+        index_dtype  # type: ignore[call-overload]
+    )
+    if chosen is None:
+        raise SparseLearningError(f"index_dtype must be 'auto', 'int32' or 'int64', got {index_dtype!r}")
+    if chosen == torch.int32 and largest >= 2**31 - 1:
+        raise SparseLearningError(f"index_dtype int32 cannot index {largest} entries; use 'int64' or 'auto'")
+    return chosen
+
+
+def compress(matrix: torch.Tensor, index_dtype: str | torch.dtype = "auto") -> tuple[torch.Tensor, ...]:
+    """`(crow_indices, col_indices, values)` of the nonzeros of a 2-D tensor, indices in `index_dtype`."""
+    if matrix.dim() != 2:
+        raise SparseLearningError(f"compress expects a 2-D tensor, got shape {tuple(matrix.shape)}")
+    dtype = resolve_index_dtype(index_dtype, max(matrix.numel(), *matrix.shape, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        csr = matrix.detach().to_sparse_csr()
+    return csr.crow_indices().to(dtype), csr.col_indices().to(dtype), csr.values().clone()
+
+
+def validate_csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> None:
+    """Raise `SparseLearningError` unless the components form a valid CSR matrix of `shape`.
+
+    Files may be damaged or hostile, and CSR kernels index memory through these arrays without checking, so
+    everything read from disk goes through here once.
+    """
+    if not values.is_floating_point() or crow.dim() != 1 or col.dim() != 1 or values.dim() != 1:
+        raise SparseLearningError("CSR data must be 1-D index tensors and 1-D floating-point values")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=True)
+    except (RuntimeError, ValueError, TypeError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise SparseLearningError(f"invalid CSR data for a {shape[0]}x{shape[1]} weight: {reason[:200]}") from None
+
+
+def csr_view(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """A `torch.sparse_csr` matrix over the given components (no copy, no invariant check: see `validate_csr`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+
+
+class _CompressedWeight(nn.Module):
+    """Shared plumbing: the three CSR buffers, the cached CSR view, the optional bias buffer."""
+
+    def __init__(
+        self,
+        crow_indices: torch.Tensor,
+        col_indices: torch.Tensor,
+        values: torch.Tensor,
+        matrix_shape: tuple[int, int],
+        bias: torch.Tensor | None,
+    ) -> None:
+        super().__init__()
+        rows, cols = (int(size) for size in matrix_shape)
+        if crow_indices.numel() != rows + 1 or col_indices.numel() != values.numel():
+            raise SparseLearningError(
+                f"inconsistent CSR data: {crow_indices.numel()} row pointers for {rows} rows, "
+                f"{col_indices.numel()} column indices for {values.numel()} values"
+            )
+        if crow_indices.dtype != col_indices.dtype or crow_indices.dtype not in (torch.int32, torch.int64):
+            raise SparseLearningError("CSR row and column indices must both be int32 or both int64")
+        self.matrix_shape = (rows, cols)
+        self.register_buffer("crow_indices", crow_indices)
+        self.register_buffer("col_indices", col_indices)
+        self.register_buffer("values", values)
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        self._cached: torch.Tensor | None = None
+        self._cached_key: tuple[Any, ...] = ()
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored (active) weights."""
+        return self.values.numel()
+
+    @property
+    def density(self) -> float:
+        return self.nnz / max(1, self.matrix_shape[0] * self.matrix_shape[1])
+
+    def csr_weight(self) -> torch.Tensor:
+        """The weight as a `torch.sparse_csr` matrix (rows = output features), sharing the buffers' memory."""
+        # Keyed on the buffers' memory: `.to()`, `.double()` or reassignment replace them and the view follows.
+        crow, col, values = self.crow_indices, self.col_indices, self.values
+        key = (crow.data_ptr(), col.data_ptr(), values.data_ptr(), values.dtype, values.device)
+        if self._cached is None or self._cached_key != key:
+            self._cached = csr_view(crow, col, values, self.matrix_shape)
+            self._cached_key = key
+        return self._cached
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The weight as a `torch.sparse_csr` matrix, as `nn.Linear.weight` is the dense one (Conv2d: flattened
+        to `(out_channels, in_channels * kh * kw)`)."""
+        return self.csr_weight()
+
+    def dense_matrix(self) -> torch.Tensor:
+        """The weight as a dense 2-D matrix (zeros at inactive positions)."""
+        return self.csr_weight().to_dense()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A CSR tensor cannot be deep-copied or pickled; the buffers can, and the view is rebuilt from them.
+        state = self.__dict__.copy()
+        state["_cached"] = None
+        return state
+
+
+class SparseLinear(_CompressedWeight):
+    """`nn.Linear` with its weight in CSR form: `y = x W^T + b`, computing only the active weights."""
+
+    def __init__(
+        self,
+        crow_indices: torch.Tensor,
+        col_indices: torch.Tensor,
+        values: torch.Tensor,
+        in_features: int,
+        out_features: int,
+        bias: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__(crow_indices, col_indices, values, (out_features, in_features), bias)
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+
+    @classmethod
+    def from_dense(cls, layer: nn.Linear, index_dtype: str | torch.dtype = "auto") -> SparseLinear:
+        """The CSR version of a (masked) Linear: zeros of its weight are left out."""
+        crow, col, values = compress(layer.weight.detach(), index_dtype)
+        bias = None if layer.bias is None else layer.bias.detach()
+        return cls(crow, col, values, layer.in_features, layer.out_features, bias)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        weight = self.csr_weight()
+        bias = self.bias
+        if inputs.numel() == self.in_features:  # one example: the matrix-vector kernel is several times faster
+            vector = inputs.reshape(self.in_features)
+            result = torch.mv(weight, vector) if bias is None else torch.addmv(bias, weight, vector)
+            return result.view(*inputs.shape[:-1], self.out_features)
+        # A no-op copy when the previous layer was a SparseLinear: its output is the transpose of a product.
+        columns = inputs.reshape(-1, self.in_features).t().contiguous()
+        result = torch.mm(weight, columns) if bias is None else torch.addmm(bias.unsqueeze(1), weight, columns)
+        return result.t().reshape(*inputs.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+            f"nnz={self.nnz}, density={self.density:.4f}, index_dtype={str(self.col_indices.dtype).split('.')[-1]}"
+        )
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Output length of a convolution along one spatial dimension (PyTorch's formula)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def sparse_conv_supported(layer: nn.Module) -> bool:
+    """Whether a Conv2d can run as unfold + CSR matmul: one group, zero padding given as numbers."""
+    return (
+        type(layer) is nn.Conv2d
+        and layer.groups == 1
+        and layer.padding_mode == "zeros"
+        and not isinstance(layer.padding, str)
+    )
+
+
+class SparseConv2d(_CompressedWeight):
+    """`nn.Conv2d` (one group, zero padding) computed as im2col (`F.unfold`) then a CSR matmul per example.
+
+    The weight is stored as an `(out_channels, in_channels * kh * kw)` CSR matrix. One product per example is
+    used because it keeps the dense operand small enough for the cache; on CPU this is faster than one product
+    over the whole batch laid side by side. Whether this beats the dense convolution depends on the layer, the
+    density and the batch: `to_sparse` measures both and keeps the faster one.
+    """
+
+    def __init__(
+        self,
+        crow_indices: torch.Tensor,
+        col_indices: torch.Tensor,
+        values: torch.Tensor,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: tuple[int, int],
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+        dilation: tuple[int, int] = (1, 1),
+        bias: torch.Tensor | None = None,
+    ) -> None:
+        kernel_size, stride, padding, dilation = (
+            tuple(int(v) for v in pair) for pair in (kernel_size, stride, padding, dilation)
+        )
+        fan_in = int(in_channels) * kernel_size[0] * kernel_size[1]
+        super().__init__(crow_indices, col_indices, values, (int(out_channels), fan_in), bias)
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+
+    @classmethod
+    def from_dense(cls, layer: nn.Conv2d, index_dtype: str | torch.dtype = "auto") -> SparseConv2d:
+        """The CSR version of a (masked) Conv2d; see `sparse_conv_supported` for which ones qualify."""
+        if not sparse_conv_supported(layer):
+            raise SparseLearningError(
+                "SparseConv2d needs an nn.Conv2d with groups=1, padding_mode='zeros' and numeric padding"
+            )
+        crow, col, values = compress(layer.weight.detach().reshape(layer.out_channels, -1), index_dtype)
+        bias = None if layer.bias is None else layer.bias.detach()
+        return cls(
+            crow,
+            col,
+            values,
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            layer.stride,
+            layer.padding,  # type: ignore[arg-type]
+            layer.dilation,
+            bias,
+        )
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        batched = inputs.dim() == 4
+        images = inputs if batched else inputs.unsqueeze(0)
+        count, _, height, width = images.shape
+        out_h = conv_output_size(height, self.kernel_size[0], self.stride[0], self.padding[0], self.dilation[0])
+        out_w = conv_output_size(width, self.kernel_size[1], self.stride[1], self.padding[1], self.dilation[1])
+        columns = F.unfold(images, self.kernel_size, self.dilation, self.padding, self.stride)
+        weight = self.csr_weight()
+        output = images.new_empty(count, self.out_channels, out_h * out_w)
+        bias = None if self.bias is None else self.bias.unsqueeze(1)
+        for index in range(count):
+            if bias is None:
+                output[index] = torch.mm(weight, columns[index])
+            else:
+                output[index] = torch.addmm(bias, weight, columns[index])
+        output = output.view(count, self.out_channels, out_h, out_w)
+        return output if batched else output.squeeze(0)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, bias={self.bias is not None}, nnz={self.nnz}, "
+            f"density={self.density:.4f}"
+        )
+
+
+class BiasOnly(nn.Module):
+    """What a Linear or Conv2d with no active weight computes: its bias (zeros without one), at the right shape.
+
+    For a convolution the output size follows the layer's geometry, so the module keeps it.
+    """
+
+    def __init__(
+        self,
+        out_features: int,
+        bias: torch.Tensor | None = None,
+        *,
+        kind: str = "linear",
+        in_features: int = 0,
+        kernel_size: tuple[int, int] = (1, 1),
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] | str = (0, 0),
+        dilation: tuple[int, int] = (1, 1),
+    ) -> None:
+        super().__init__()
+        if kind not in ("linear", "conv2d"):
+            raise SparseLearningError(f"BiasOnly kind must be 'linear' or 'conv2d', got {kind!r}")
+        self.kind = kind
+        self.out_features = int(out_features)
+        self.in_features = int(in_features)
+        self.kernel_size = tuple(int(v) for v in kernel_size)
+        self.stride = tuple(int(v) for v in stride)
+        self.padding = padding if isinstance(padding, str) else tuple(int(v) for v in padding)
+        self.dilation = tuple(int(v) for v in dilation)
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    @classmethod
+    def from_dense(cls, layer: nn.Module) -> BiasOnly:
+        """The bias-only replacement of an nn.Linear or nn.Conv2d whose weights are all inactive."""
+        bias = None if layer.bias is None else layer.bias.detach()
+        if isinstance(layer, nn.Linear):
+            return cls(layer.out_features, bias, kind="linear", in_features=layer.in_features)
+        if type(layer) is nn.Conv2d:
+            return cls(
+                layer.out_channels,
+                bias,
+                kind="conv2d",
+                in_features=layer.in_channels,
+                kernel_size=layer.kernel_size,  # type: ignore[arg-type]
+                stride=layer.stride,  # type: ignore[arg-type]
+                padding=layer.padding,  # type: ignore[arg-type]
+                dilation=layer.dilation,  # type: ignore[arg-type]
+            )
+        raise SparseLearningError(f"BiasOnly replaces nn.Linear or nn.Conv2d, not {type(layer).__name__}")
+
+    def _spatial(self, size: int, axis: int) -> int:
+        if self.padding == "same":
+            return size
+        padding = 0 if self.padding == "valid" else self.padding[axis]  # type: ignore[index]
+        return conv_output_size(size, self.kernel_size[axis], self.stride[axis], padding, self.dilation[axis])
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.kind == "linear":
+            shape: tuple[int, ...] = (*inputs.shape[:-1], self.out_features)
+            channel_view: tuple[int, ...] = (self.out_features,)
+        else:
+            lead = inputs.shape[:-3]
+            shape = (*lead, self.out_features, self._spatial(inputs.shape[-2], 0), self._spatial(inputs.shape[-1], 1))
+            channel_view = (self.out_features, 1, 1)
+        output = inputs.new_zeros(shape)
+        if self.bias is not None:
+            output += self.bias.view(channel_view)
+        return output
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, out_features={self.out_features}, bias={self.bias is not None}"
