@@ -90,7 +90,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--inner", type=int, default=50, help="forwards per timed sample")
     parser.add_argument("--smoke", action="store_true", help="a few rounds only")
+    parser.add_argument(
+        "--backend",
+        choices=["default", "cutlass", "cusparselt"],
+        default="default",
+        help="which 2:4 kernel library torch uses (cusparselt is the faster one where torch was built with it)",
+    )
     args = parser.parse_args(argv)
+    if args.backend != "default":
+        torch.sparse.SparseSemiStructuredTensor._FORCE_CUTLASS = args.backend == "cutlass"
     reason = semi_structured_unavailable()
     if reason is not None:
         print(f"semi_structured_gpu: cannot run here: {reason}. Run it on an Ampere or newer NVIDIA GPU.")
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     print(
         f"{torch.cuda.get_device_name()} (capability {'.'.join(map(str, torch.cuda.get_device_capability()))}), "
         f"torch {torch.__version__}, fp16, eval + no_grad; medians of {args.rounds} alternating rounds of "
-        f"{args.inner} forwards; 2:4 layers converted: {rows[0]['converted_layers']}"
+        f"{args.inner} forwards; 2:4 layers converted: {rows[0]['converted_layers']}; backend {args.backend}"
     )
     print(f"{'case':<24} {'batch':>6} {'dense ms':>9} {'2:4 ms':>8} {'dense/2:4':>10} {'max diff':>9}")
     for row in rows:
