@@ -48,6 +48,16 @@ def check_group_overrides(arguments: list[str]) -> None:
                 raise SparseLearningError(f"unknown {group} {item!r}; allowed: {', '.join(allowed)}")
 
 
+def check_no_callbacks(arguments: list[str]) -> None:
+    """Refuse Hydra callbacks from the command line: the only code a config may run is `model._target_`."""
+    for argument in arguments:
+        key = argument.partition("=")[0].lstrip("+~")
+        if key == "hydra/callbacks" or key == "hydra.callbacks" or key.startswith("hydra.callbacks."):
+            raise SparseLearningError(
+                f"{key} is refused: a configuration may run code only through model._target_ (a custom model)"
+            )
+
+
 def check_output_directories(arguments: list[str]) -> None:
     """Refuse a run or sweep directory that cannot be created before Hydra tries to (it would crash)."""
     for argument in arguments:
@@ -82,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         if command != "train":
             sys.exit(importlib.import_module(COMMANDS[command]).main(rest))
         check_group_overrides(rest)
+        check_no_callbacks(rest)
         check_output_directories(rest)
     except SparseLearningError as error:
         if os.environ.get("SPARSELEARNING_TRACEBACK"):

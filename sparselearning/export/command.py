@@ -111,9 +111,9 @@ def model_spec(cfg: Any, info: Any) -> dict[str, Any] | None:
         return None
     name = spec.pop("name", None)
     density = float(cfg.masking.density) if str(cfg.masking.name) == "Small_Dense" else 1.0
-    channels, height, _ = info.input_shape
+    channels, height, width = info.input_shape
     if name == "lenet300-100":
-        kwargs = {"num_classes": info.num_classes, "input_size": channels * height * height, "density": density}
+        kwargs = {"num_classes": info.num_classes, "input_size": channels * height * width, "density": density}
     elif name == "lenet5":
         kwargs = {"num_classes": info.num_classes, "in_channels": channels, "image_size": height, "density": density}
     else:

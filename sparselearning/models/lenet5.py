@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sparselearning.errors import SparseLearningError
 from sparselearning.methods import small_dense_width
 
 
@@ -17,6 +18,8 @@ class LeNet5(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, c1, kernel_size=5)
         self.conv2 = nn.Conv2d(c1, c2, kernel_size=5)
         side = ((image_size - 4) // 2 - 4) // 2
+        if side < 1:
+            raise SparseLearningError(f"lenet5 needs images of at least 16x16 pixels, got {image_size}x{image_size}")
         self.fc3 = nn.Linear(c2 * side * side, hidden)
         self.fc4 = nn.Linear(hidden, num_classes)
         self.pool = nn.MaxPool2d(2)

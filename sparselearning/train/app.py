@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
         rank = distributed.rank_and_world()[0]
         summary = train(cfg, run_dir)
     except SparseLearningError as error:
+        if os.environ.get("SPARSELEARNING_TRACEBACK"):
+            raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except OSError as error:  # an unwritable run directory, a full disk

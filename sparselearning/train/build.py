@@ -38,17 +38,20 @@ def build_model(cfg: DictConfig, info: DatasetInfo) -> nn.Module:
                 spec.setdefault("num_classes", info.num_classes)
             model = hydra.utils.instantiate(spec)
         except Exception as error:
-            raise SparseLearningError(f"cannot build model._target_={spec['_target_']}: {error}") from None
+            reason = " ".join(str(error).split())
+            raise SparseLearningError(f"cannot build model._target_={spec['_target_']}: {reason}") from None
         if not isinstance(model, nn.Module):
             raise SparseLearningError(f"model._target_={spec['_target_']} did not return a torch.nn.Module")
         return model
     name = check_choice("model", spec.pop("name", None), model_registry)
-    channels, height, _ = info.input_shape
+    channels, height, width = info.input_shape
     if name == "lenet300-100":
         return model_registry[name](
-            num_classes=info.num_classes, input_size=channels * height * height, density=density
+            num_classes=info.num_classes, input_size=channels * height * width, density=density
         )
     if name == "lenet5":
+        if height != width:
+            raise SparseLearningError(f"lenet5 needs square images, got {height}x{width}")
         return model_registry[name](
             num_classes=info.num_classes, in_channels=channels, image_size=height, density=density
         )

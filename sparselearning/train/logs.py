@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,9 @@ class MetricsLog:
                 continue  # a line cut short by a crash
             if record.get("step", 0) <= step and not (record.get("step") == step and record.get("split") == "test"):
                 kept.append(line)
-        self.path.write_text("".join(f"{line}\n" for line in kept))
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        temporary.write_text("".join(f"{line}\n" for line in kept))
+        os.replace(temporary, self.path)  # a crash mid-rewrite keeps the old lines
 
     def write(self, record: dict[str, Any]) -> None:
         """One record: `split` and `step` plus numbers; numbers also go to TensorBoard as split/name."""

@@ -314,9 +314,14 @@ class Run:
             self._stop_on_divergence(float(loss_sum))
 
     def _stop_on_divergence(self, value: float) -> None:
+        kept = (
+            f"the last good checkpoint is kept in {self.checkpoint_dir}"
+            if (self.checkpoint_dir / "last.pt").exists()
+            else "no epoch finished, so no checkpoint was written"
+        )
         raise SparseLearningError(
-            f"training diverged: the loss became {value} near step {self.progress.step}; the last good checkpoint "
-            f"is kept in {self.checkpoint_dir}; lower optimizer.lr (now {self.cfg.optimizer.lr}) and run again"
+            f"training diverged: the loss became {value} near step {self.progress.step}; {kept}; "
+            f"lower optimizer.lr (now {self.cfg.optimizer.lr}) and run again"
         )
 
     def _mask_record(self, epoch: int, previous: dict[str, torch.Tensor]) -> dict[str, Any]:

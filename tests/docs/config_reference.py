@@ -42,6 +42,7 @@ MEANINGS: dict[str, dict[str, str]] = {
         "progress": "show a tqdm progress bar",
         "plots": "write `plots/training_curves.png` and `plots/layer_density.png` at the end",
         "verify_sync": "under DDP: all-gather a checksum of the masks after every update and stop on a difference",
+        "hydra.output_subdir": "`null`: no `.hydra/` folder; the run's own `config.yaml` records the composed config",
         "hydra.run.dir": "the run directory of a single run",
         "hydra.sweep.dir": "the root directory of a sweep (`-m`)",
         "hydra.sweep.subdir": "each sweep run's directory under `hydra.sweep.dir`",
