@@ -48,6 +48,25 @@ def check_group_overrides(arguments: list[str]) -> None:
                 raise SparseLearningError(f"unknown {group} {item!r}; allowed: {', '.join(allowed)}")
 
 
+def check_composes(arguments: list[str]) -> None:
+    """Compose the configuration once before Hydra runs, so a misspelt key or bad value is one clear line.
+
+    Skipped for sweeps and Hydra's own flags (`-m`, `--cfg`, `--help`, ...), which Hydra handles itself.
+    """
+    if any(argument.startswith("-") for argument in arguments):
+        return
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_module("sparselearning.conf", version_base=None):
+            compose("config", overrides=arguments, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException, ValueError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise SparseLearningError(" ".join(lines[:2]) or type(error).__name__) from None
+
+
 def check_no_callbacks(arguments: list[str]) -> None:
     """Refuse Hydra callbacks from the command line: the only code a config may run is `model._target_`."""
     for argument in arguments:
@@ -94,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         check_group_overrides(rest)
         check_no_callbacks(rest)
         check_output_directories(rest)
+        check_composes(rest)
     except SparseLearningError as error:
         if os.environ.get("SPARSELEARNING_TRACEBACK"):
             raise

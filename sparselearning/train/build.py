@@ -46,9 +46,7 @@ def build_model(cfg: DictConfig, info: DatasetInfo) -> nn.Module:
     name = check_choice("model", spec.pop("name", None), model_registry)
     channels, height, width = info.input_shape
     if name == "lenet300-100":
-        return model_registry[name](
-            num_classes=info.num_classes, input_size=channels * height * width, density=density
-        )
+        return model_registry[name](num_classes=info.num_classes, input_size=channels * height * width, density=density)
     if name == "lenet5":
         if height != width:
             raise SparseLearningError(f"lenet5 needs square images, got {height}x{width}")

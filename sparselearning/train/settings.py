@@ -47,6 +47,18 @@ def option(cfg: DictConfig, key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+def _number(value: Any, name: str, minimum: float, inclusive: bool) -> float:
+    """A finite number at or above (or strictly above) `minimum`, else one clear error."""
+    bound = ">=" if inclusive else ">"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SparseLearningError(f"{name} must be a number {bound} {minimum:g}, got {value!r}") from None
+    if not math.isfinite(number) or number < minimum or (not inclusive and number == minimum):
+        raise SparseLearningError(f"{name} must be a number {bound} {minimum:g}, got {value!r}")
+    return number
+
+
 def check_config(cfg: DictConfig) -> None:
     """Refuse bad settings before anything is loaded or written."""
     masking = cfg.masking
@@ -77,8 +89,10 @@ def check_config(cfg: DictConfig) -> None:
     check_choice("optimizer", optimizer.name, ("SGD", "Adam"))
     check_positive_int(optimizer.epochs, "optimizer.epochs")
     check_positive_int(optimizer.training_multiplier, "optimizer.training_multiplier")
-    if not float(optimizer.lr) > 0:
-        raise SparseLearningError(f"optimizer.lr must be > 0, got {optimizer.lr}")
+    _number(optimizer.lr, "optimizer.lr", minimum=0.0, inclusive=False)
+    for key in ("weight_decay", "momentum", "label_smoothing", "decay_factor"):
+        if option(optimizer, key) is not None:
+            _number(optimizer[key], f"optimizer.{key}", minimum=0.0, inclusive=True)
     check_positive_int(cfg.dataset.batch_size, "dataset.batch_size")
     check_positive_int(cfg.log_interval, "log_interval")
     check_choice("device", str(cfg.device), ("auto", "cpu", "cuda"))

@@ -50,7 +50,8 @@ def test_unknown_command(capsys) -> None:
         ("masking.prune_rate=2", "masking.prune_rate (drop fraction) must be in [0, 1], got 2"),
         ("masking.interval=0", "masking.interval (update interval) must be a whole number >= 1, got 0"),
         ("masking.end_when=100000", "masking.end_when must be in 1..4 (the run's steps), got 100000"),
-        ("optimizer.lr=-1", "optimizer.lr must be > 0"),
+        ("optimizer.lr=-1", "optimizer.lr must be a number > 0, got -1"),
+        ("optimizer.lr=abc", "optimizer.lr must be a number > 0, got 'abc'"),
     ],
 )
 def test_bad_settings_are_refused_before_any_work(small_config, tmp_path: Path, override: str, message: str) -> None:
