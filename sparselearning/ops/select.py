@@ -67,9 +67,8 @@ def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
             candidates = torch.arange(total, device=flat.device)
             break
         threshold = torch.kthvalue(sample, sample_size - keep).values
-        passing = flat >= threshold
-        if int(torch.count_nonzero(passing)) >= k:
-            candidates = torch.nonzero(passing).view(-1)
+        candidates = torch.nonzero(flat >= threshold).view(-1)
+        if candidates.numel() >= k:
             break
         keep *= 4
     chosen = _select_among_candidates(flat.take(candidates), k)
