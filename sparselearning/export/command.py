@@ -106,18 +106,11 @@ def model_spec(cfg: Any, info: Any) -> dict[str, Any] | None:
     """The registry name and keyword arguments that rebuild the run's model (what `build_model` passes)."""
     from omegaconf import OmegaConf
 
-    spec = OmegaConf.to_container(cfg.model, resolve=True)
-    if not isinstance(spec, dict) or "_target_" in spec:
+    from sparselearning.train.build import registry_model_arguments
+
+    if OmegaConf.select(cfg, "model._target_") is not None:
         return None
-    name = spec.pop("name", None)
-    density = float(cfg.masking.density) if str(cfg.masking.name) == "Small_Dense" else 1.0
-    channels, height, width = info.input_shape
-    if name == "lenet300-100":
-        kwargs = {"num_classes": info.num_classes, "input_size": channels * height * width, "density": density}
-    elif name == "lenet5":
-        kwargs = {"num_classes": info.num_classes, "in_channels": channels, "image_size": height, "density": density}
-    else:
-        kwargs = {"num_classes": info.num_classes, "in_channels": channels, "density": density, **spec}
+    name, kwargs = registry_model_arguments(cfg, info)
     return {"name": name, "kwargs": kwargs}
 
 

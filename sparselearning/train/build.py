@@ -29,7 +29,6 @@ def build_model(cfg: DictConfig, info: DatasetInfo) -> nn.Module:
     """
     spec = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(spec, dict)
-    density = float(cfg.masking.density) if cfg.masking.name == "Small_Dense" else 1.0
     if "_target_" in spec:
         spec.pop("name", None)
         try:
@@ -43,17 +42,28 @@ def build_model(cfg: DictConfig, info: DatasetInfo) -> nn.Module:
         if not isinstance(model, nn.Module):
             raise SparseLearningError(f"model._target_={spec['_target_']} did not return a torch.nn.Module")
         return model
+    name, kwargs = registry_model_arguments(cfg, info)
+    return model_registry[name](**kwargs)
+
+
+def registry_model_arguments(cfg: DictConfig, info: DatasetInfo) -> tuple[str, dict]:
+    """The registry name and keyword arguments of a run's (non-`_target_`) model: what rebuilds it exactly.
+
+    Shared by `build_model` and `sparselearning export`, which saves them beside the sparse weights.
+    """
+    spec = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(spec, dict)
+    density = float(cfg.masking.density) if cfg.masking.name == "Small_Dense" else 1.0
     name = check_choice("model", spec.pop("name", None), model_registry)
     channels, height, width = info.input_shape
+    common = {"num_classes": info.num_classes, "density": density}
     if name == "lenet300-100":
-        return model_registry[name](num_classes=info.num_classes, input_size=channels * height * width, density=density)
+        return name, {**common, "input_size": channels * height * width}
     if name == "lenet5":
         if height != width:
             raise SparseLearningError(f"lenet5 needs square images, got {height}x{width}")
-        return model_registry[name](
-            num_classes=info.num_classes, in_channels=channels, image_size=height, density=density
-        )
-    return model_registry[name](num_classes=info.num_classes, in_channels=channels, density=density, **spec)
+        return name, {**common, "in_channels": channels, "image_size": height}
+    return name, {**common, "in_channels": channels, **spec}
 
 
 def _parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool) -> list[dict]:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-from sparselearning.core import Masking
+from sparselearning.core import MASKABLE_TYPES, Masking
 from sparselearning.counting.inference import count_inference_flops, layer_densities
 from sparselearning.counting.training import training_flops_fraction
 from sparselearning.data.loader import InMemoryLoader
@@ -241,9 +241,7 @@ class Run:
             return self.inference_flops().dense, self.masking.total_params
         reference_cfg = OmegaConf.merge(self.cfg, {"masking": {"name": "Dense"}})
         reference = build_model(reference_cfg, self.info).to(self.device)
-        weights = sum(
-            m.weight.numel() for m in reference.modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))
-        )
+        weights = sum(m.weight.numel() for m in reference.modules() if isinstance(m, MASKABLE_TYPES))
         return count_inference_flops(reference, self._example_input()).dense, weights
 
     def train_flops_fraction(self) -> float:
