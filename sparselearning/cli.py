@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from sparselearning.errors import SparseLearningError
+from sparselearning.io import blocking_ancestor
 
 # Each command other than `train` is a module with `main(argv: list[str]) -> int` (its exit status).
 COMMANDS = {
@@ -83,11 +84,9 @@ def check_output_directories(arguments: list[str]) -> None:
         key, _, value = argument.partition("=")
         if key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "${" in value:
             continue
-        existing = Path(value).absolute()
-        while not existing.exists():
-            existing = existing.parent
-        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-            raise SparseLearningError(f"cannot create {key}={value}: {existing} is not a writable directory")
+        blocker = blocking_ancestor(Path(value))
+        if blocker is not None:
+            raise SparseLearningError(f"cannot create {key}={value}: {blocker} is not a writable directory")
 
 
 def _usage() -> str:

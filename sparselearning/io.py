@@ -46,3 +46,14 @@ def safe_load(path: Path, what: str = "checkpoint") -> Any:
     except Exception as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise SparseLearningError(f"cannot read {what} {path}: {reason[:300]}") from None
+
+
+def blocking_ancestor(path: Path) -> Path | None:
+    """The nearest existing ancestor of `path` when it is not a writable directory (so `path` cannot be
+    created there), else None. Lets commands refuse an output location before doing any work."""
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return None
+    return existing

@@ -24,7 +24,7 @@ from sparselearning.errors import SparseLearningError
 from sparselearning.export.convert import to_sparse_with_report
 from sparselearning.export.serialize import build_model as build_from_spec
 from sparselearning.export.serialize import export_report, load_sparse, save_sparse
-from sparselearning.io import safe_load
+from sparselearning.io import blocking_ancestor, safe_load
 
 # The shape and class count of each dataset, without loading it (Synthetic reads its own config).
 _DATASETS = {
@@ -119,11 +119,9 @@ def check_writable(out: str | os.PathLike[str]) -> Path:
     target = Path(out)
     if target.is_dir():
         raise SparseLearningError(f"cannot write {target}: it is a directory")
-    ancestor = target.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise SparseLearningError(f"cannot write {target}: {ancestor} is not a writable directory")
+    blocker = blocking_ancestor(target.parent)
+    if blocker is not None:
+        raise SparseLearningError(f"cannot write {target}: {blocker} is not a writable directory")
     return target
 
 
