@@ -138,6 +138,8 @@ class Masking:
     :param low_memory: store masks only as bool (1 byte per weight); the step then masks more slowly
     :param verify_sync: under DDP, all-gather a checksum of the masks after every update and raise naming
         the first layer that differs between ranks
+    :param keep_grown_momentum: under dense gradients, a regrown weight keeps the momentum it gathered while
+        inactive (Dettmers & Zettlemoyer's code does), so its first step moves it; False starts it from zero
     """
 
     def __init__(
@@ -162,6 +164,7 @@ class Masking:
         start_when: int = 0,
         low_memory: bool = False,
         verify_sync: bool = False,
+        keep_grown_momentum: bool = False,
     ):
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise SparseLearningError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -186,6 +189,7 @@ class Masking:
         self.start_when = int(start_when)
         self.low_memory = bool(low_memory)
         self.verify_sync = bool(verify_sync)
+        self.keep_grown_momentum = bool(keep_grown_momentum)
 
         self.module: nn.Module | None = None
         self.mask_dict: dict[str, torch.Tensor] = {}
@@ -549,7 +553,8 @@ class Masking:
             self.reset_momentum()
 
         if self.growth_mode != "none" and self.stats.total_removed > 0:
-            previous = {name: self.mask_dict[name].clone() for name in prunable} if self.dense_gradients else {}
+            zero_grown = self.dense_gradients and not self.keep_grown_momentum
+            previous = {name: self.mask_dict[name].clone() for name in prunable} if zero_grown else {}
             for name, count in self._regrowth(prunable).items():
                 if count > 0:
                     self.mask_dict[name] = self.growth_func(self, name, count, self.params[name])
@@ -679,6 +684,7 @@ class Masking:
                 "growth_mode": self.growth_mode,
                 "redistribution_mode": self.redistribution_mode,
                 "dense_gradients": self.dense_gradients,
+                "keep_grown_momentum": self.keep_grown_momentum,
                 "seed": self.seed,
             },
         }

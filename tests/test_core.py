@@ -407,3 +407,26 @@ def test_step_with_a_scaler_tolerates_an_earlier_unscale_for_clipping() -> None:
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     masking.step(scaler=scaler)
     assert not scaler.unscaled
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_snfs_grown_weights_start_from_zero_momentum_unless_asked_to_keep_it(keep: bool) -> None:
+    model = SmallConvNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    masking = methods.snfs(model, optimizer, density=0.1, total_steps=60, update_frequency=4, keep_grown_momentum=keep)
+    train(model, optimizer, masking, 4)  # steps 0..3: momentum gathers at every position (dense gradients)
+    before_masks = {name: mask.clone() for name, mask in masking.mask_dict.items()}
+    before_momentum = {name: optimizer.state[masking.params[name]]["momentum_buffer"].clone() for name in before_masks}
+    train(model, optimizer, masking, 1)  # step 4 is an update
+    grown_any = False
+    for name, before in before_masks.items():
+        grown = masking.mask_dict[name] & ~before
+        if not bool(grown.any()):
+            continue
+        grown_any = True
+        momentum = optimizer.state[masking.params[name]]["momentum_buffer"]
+        expected = before_momentum[name][grown] if keep else torch.zeros(int(grown.sum()))
+        assert torch.equal(momentum[grown], expected)
+        assert bool((momentum[grown] != 0).any()) == keep
+        assert bool((model.state_dict()[name][grown] == 0).all())
+    assert grown_any

@@ -183,6 +183,7 @@ def build_masking(cfg: DictConfig, model: nn.Module, optimizer: torch.optim.Opti
         density=density,
         sparse_init=sparse_init,
         dense_gradients=bool(option(settings, "dense_gradients", False)),
+        keep_grown_momentum=bool(option(settings, "keep_grown_momentum", False)),
         update_frequency=schedule.update_frequency,
         start_when=schedule.start_when,
         end_when=end_when,

@@ -93,6 +93,8 @@ MEANINGS: dict[str, dict[str, str]] = {
         "prune_mode": "a key of `sparselearning.funcs.prune.registry`",
         "redistribution_mode": "a key of `sparselearning.funcs.redistribute.registry`",
         "dense_gradients": "keep gradients (hence momentum) dense; masked weights are zeroed after each step",
+        "keep_grown_momentum": "with dense gradients, a regrown weight keeps the momentum it gathered while inactive "
+        "(as in Dettmers & Zettlemoyer's code); false starts it from zero",
         "prune_rate": "initial drop fraction `a` of each mask update",
         "decay_schedule": "schedule of the drop fraction: `cosine`, `linear` (Pruning: `magnitude-prune`)",
         "apply_when": "`step_end`: `interval` counts steps; `epoch_end`: `interval` counts epochs",
