@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from experiments.run_grid import REPO, execute, main, plan
+from sparselearning.cli import check_composes
+from sparselearning.errors import SparseLearningError
 from sparselearning.report.command import main as report_main
 
 GRIDS = REPO / "experiments" / "grids"
@@ -14,8 +17,8 @@ GRIDS = REPO / "experiments" / "grids"
 
 def test_mnist_grid_expands_to_every_method_density_and_seed() -> None:
     runs = plan(GRIDS / "mnist_lenet300_100.yaml")
-    assert len(runs) == 3 + 4 * 11 * 3  # dense per seed; 11 sparse variants x 4 densities x 3 seeds
-    assert [r.density for r in runs[3:]][:33] == [0.05] * 33, "the 5% column comes first"
+    assert len(runs) == 3 + 4 * 12 * 3  # dense per seed; 12 sparse variants x 4 densities x 3 seeds
+    assert [r.density for r in runs[3:]][:36] == [0.05] * 36, "the 5% column comes first"
     lottery = [r for r in runs if r.method == "Lottery"]
     assert all(r.after is not None and r.after.parts[-3] == "Pruning" for r in lottery)
     rigl = next(r for r in runs if r.method == "RigL_ERK" and r.density == 0.02 and r.seed == 1)
@@ -69,3 +72,15 @@ def test_miniature_grid_runs_and_reports(tmp_path: Path) -> None:
     csv_lines = (tmp_path / "report" / "runs.csv").read_text().splitlines()
     assert len(csv_lines) == 3
     assert len(list((tmp_path / "report").glob("*.png"))) == 5
+
+
+def test_ablation_grid_keeps_the_main_recipe_and_every_variant_composes() -> None:
+    main_grid = yaml.safe_load((GRIDS / "mnist_lenet300_100.yaml").read_text())
+    ablations = yaml.safe_load((GRIDS / "mnist_ablations.yaml").read_text())
+    assert ablations["common"] == main_grid["common"], "an ablation changes the method, never the recipe"
+    runs = plan(GRIDS / "mnist_ablations.yaml")
+    assert len(runs) == 3 * len(ablations["methods"])
+    for run in runs[::3]:
+        check_composes(run.overrides)  # raises on a misspelt key or a bad value
+    with pytest.raises(SparseLearningError, match="keep_grown_mom"):
+        check_composes(["masking=RigL", "masking.keep_grown_mom=true"])
