@@ -19,7 +19,13 @@ from pathlib import Path
 from sparselearning.report.command import main as report_main
 
 REPO = Path(__file__).resolve().parents[1]
-GRIDS = {"mnist_lenet300_100": "MNIST, LeNet-300-100", "fashion_mnist_lenet5": "Fashion-MNIST, LeNet-5-Caffe"}
+GRIDS = {
+    "mnist_lenet300_100": "MNIST, LeNet-300-100",
+    "mnist_ablations": "MNIST, LeNet-300-100: ablations at 5% density",
+    "fashion_mnist_lenet5": "Fashion-MNIST, LeNet-5-Caffe",
+}
+# The main-grid variants each ablation grid changes, shown beside it as the baseline.
+ABLATION_BASELINES = {"mnist_ablations": ("mnist_lenet300_100", 0.05, ("SNFS", "RigL_ERK", "RigL_ERK_per_epoch"))}
 
 # Dettmers & Zettlemoyer's released MNIST LeNet-300-100 results (100 epochs), test accuracy in %.
 PUBLISHED = {
@@ -32,20 +38,43 @@ PUBLISHED = {
 }
 TARGETS = {0.05: 98.55, 0.02: 98.25, 0.01: 97.6}
 
-MNIST_DIFFERENCES = """### Where our recipe differs from the published one (unverified explanations of the gaps)
+MNIST_DIFFERENCES = """### Where our numbers differ from the published ones
 
-The dense baseline matches (98.68 against 98.69). Our sparse runs sit 0.05-0.15 points below the published
-sparse momentum figures. What differs, none of it yet tested one change at a time:
+The dense baseline matches (98.68 against 98.69). With the seed project's schedules, our SNFS sits 0.05-0.15
+points below Dettmers & Zettlemoyer's sparse momentum figures. The ablations below (`experiments/grids/
+mnist_ablations.yaml`, 3 seeds at 5%) tested the differences between our SNFS and their code one group at a
+time; none moves the mean by more than its noise (0.03-0.05 standard error of a 3-seed mean):
 
-- Mask updates stop at 75% of training (`masking.end_when` default, as in the RigL paper and the seed project's
-  RigL); Dettmers & Zettlemoyer keep annealing the prune rate, and updating, until the end of training.
-  `masking.end_when=54000` reproduces theirs.
-- We hold out 10% of the 60k training images for validation (the recipe says so) and train on 54k.
-- No weight decay on biases (`optimizer.decay_bias_and_norm=false`); their code decays every parameter.
-- The published figures are means over their own seeds; ours have standard deviations of 0.01-0.19.
-- SET is *above* the published 98.14: ours is the seed project's SET (drop by magnitude and regrow at random
-  every 100 steps, the fraction annealed by a cosine until 75% of training), not the original SET schedule
-  (a fixed fraction once per epoch) that Dettmers & Zettlemoyer ran."""
+- decaying every parameter, biases included, and updating the masks after every epoch until the end of training
+  (we stop at 75%): SNFS_to_end;
+- letting a regrown weight keep the momentum it gathered while inactive (`masking.keep_grown_momentum=true`,
+  as their code does): SNFS_dettmers.
+
+RigL on SNFS's schedule (RigL_ERK_per_epoch: one update per epoch, drop fraction 0.5, until the end, ERK
+initial layer densities, gradient growth, no redistribution) is our best sparse-from-scratch variant at every
+density run, at a seventh of SNFS's training FLOPs (about 0.05x dense against 0.35-0.37x). It meets the 1% target
+(97.71) and the 5% one only just (98.553 against 98.55); at 2% it stays 0.14 below (98.11 against 98.25). It was
+picked after seeing test accuracy at 5% among the four schedules of the ablation grid, and its validation
+accuracy there is not above RigL (ERK)'s with the default schedule: read its 0.1-point lead at 5% as within
+noise until more seeds confirm it. What does beat the published figures at 5% and 2% is gradual magnitude
+pruning (Pruning) and its lottery-ticket restart, which start dense and so find a better layer allocation
+(Pruning keeps 42-53% of the output layer, SNFS grows it to 80-100%).
+
+Other differences, untested: we hold out a random 10% of the training images (their code holds out the last
+10%); the published figures are means over their own seeds. SET is *above* the published 98.14: ours is the
+seed project's SET (drop by magnitude and regrow at random every 100 steps, the fraction annealed by a cosine
+until 75% of training), not the original SET schedule (a fixed fraction once per epoch) that Dettmers &
+Zettlemoyer ran."""
+
+ABLATION_FINDINGS = """Each variant changes one group of settings of the method, never the recipe (the grid repeats
+the main grid's `common` block, a test checks it). Rows marked *baseline* are the main grid's runs. SNFS_to_end: every
+parameter decayed, biases included, and mask updates after every epoch until the end (Dettmers & Zettlemoyer's
+code); SNFS_dettmers: also regrown weights keep their momentum; RigL_ERK_to_end: RigL updates until the end
+instead of 75%. RigL on SNFS's schedule, the fourth variant, moved to the main grid (RigL_ERK_per_epoch, shown here
+among the baselines) to be run at every density."""
+
+
+_MISSING = (None, "", "None")
 
 
 def _grid_rows(grid: str) -> list[dict[str, str]]:
@@ -82,8 +111,8 @@ def _cell(values: list[float]) -> str:
 def _table(grouped) -> list[str]:
     lines = [
         "| method (our run directory name) | density | test accuracy % (mean ± std, n seeds) | published | "
-        "difference | training FLOPs (x dense) | inference FLOPs (x dense) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "difference | validation accuracy % | training FLOPs (x dense) | inference FLOPs (x dense) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for (name, density), rows in sorted(grouped.items(), key=lambda item: (-(item[0][1] or 2.0), item[0][0])):
         accuracies = [100 * float(row["test_accuracy"]) for row in rows]
@@ -94,11 +123,13 @@ def _table(grouped) -> list[str]:
             gap = statistics.mean(accuracies) - published
             flag = " **flagged**" if abs(gap) > 0.1 else ""
             difference = f"{gap:+.2f}{flag}"
+        validation = [100 * float(row["val_accuracy"]) for row in rows if row.get("val_accuracy") not in _MISSING]
         train = statistics.mean(float(row["train_flops"]) for row in rows)
         inference = statistics.mean(float(row["inference_flops"]) for row in rows)
         lines.append(
             f"| {name} | {density if density is not None else 1.0} | {_cell(accuracies)} | "
-            f"{published if published is not None else '—'} | {difference or '—'} | {train:.4f} | {inference:.4f} |"
+            f"{published if published is not None else '—'} | {difference or '—'} | "
+            f"{f'{statistics.mean(validation):.2f}' if validation else '—'} | {train:.4f} | {inference:.4f} |"
         )
     return lines
 
@@ -126,6 +157,17 @@ def _targets(grouped) -> list[str]:
     return lines
 
 
+def _baselines(grid: str, density: float, names: tuple[str, ...]) -> dict:
+    """The named variants of another grid at one density, relabelled as baselines (its report is reused)."""
+    csv_path = REPO / "results" / grid / "report" / "runs.csv"
+    if not csv_path.exists():
+        return {}
+    with csv_path.open() as stream:
+        grouped = _summaries(list(csv.DictReader(stream)))
+    chosen = {key: rows for key, rows in grouped.items() if key[0] in names and key[1] == density}
+    return {(f"{name} (baseline: {grid})", d): rows for (name, d), rows in chosen.items()}
+
+
 def main() -> int:
     sections = []
     for grid, title in GRIDS.items():
@@ -134,6 +176,8 @@ def main() -> int:
             sections.append(f"## {title}\n\nNo finished runs yet (`experiments/grids/{grid}.yaml`).\n")
             continue
         grouped = _summaries(rows)
+        if grid in ABLATION_BASELINES:
+            grouped.update(_baselines(*ABLATION_BASELINES[grid]))
         figure = REPO / "results" / grid / "report"
         plots = sorted(figure.glob("*accuracy_vs_density.png"))
         image = ""
@@ -142,11 +186,10 @@ def main() -> int:
             shutil.copyfile(plots[0], target)
             image = f"![accuracy against density, {title}](img/{target.name})\n"
         body = "\n".join(_table(grouped))
-        extra = (
-            "\n\n### Targets\n\n" + "\n".join(_targets(grouped)) + "\n\n" + MNIST_DIFFERENCES
-            if grid == "mnist_lenet300_100"
-            else ""
-        )
+        extra = {
+            "mnist_lenet300_100": "\n\n### Targets\n\n" + "\n".join(_targets(grouped)) + "\n\n" + MNIST_DIFFERENCES,
+            "mnist_ablations": "\n\n" + ABLATION_FINDINGS,
+        }.get(grid, "")
         sections.append(
             f"## {title}\n\n{len(rows)} finished runs; full tables, CSV and plots: "
             f"`results/{grid}/report/report.md`.\n\n{image}\n{body}{extra}\n"

@@ -1,0 +1,57 @@
+"""The results page: baselines borrowed from another grid, validation accuracy beside test accuracy."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from experiments import results_page
+
+FIELDS = ["run_dir", "test_accuracy", "val_accuracy", "train_flops", "inference_flops"]
+
+
+def _row(variant: str, density: float, seed: int, test: float, val: str) -> dict[str, str]:
+    run_dir = f"/x/results/g/runs/{variant}/density_{density}/seed_{seed}"
+    return {"run_dir": run_dir, "test_accuracy": str(test), "val_accuracy": val, "train_flops": "0.05",
+            "inference_flops": "0.05"}  # fmt: skip
+
+
+def test_baselines_are_the_named_variants_at_one_density_relabelled(tmp_path: Path, monkeypatch) -> None:
+    report = tmp_path / "results" / "main" / "report"
+    report.mkdir(parents=True)
+    rows = [
+        _row("SNFS", 0.05, 0, 0.98, "0.99"),
+        _row("SNFS", 0.05, 1, 0.99, "0.99"),
+        _row("SNFS", 0.02, 0, 0.97, "0.98"),
+        _row("SET", 0.05, 0, 0.96, "0.97"),
+    ]
+    with (report / "runs.csv").open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    monkeypatch.setattr(results_page, "REPO", tmp_path)
+    baselines = results_page._baselines("main", 0.05, ("SNFS",))
+    assert list(baselines) == [("SNFS (baseline: main)", 0.05)]
+    assert [row["test_accuracy"] for row in baselines[("SNFS (baseline: main)", 0.05)]] == ["0.98", "0.99"]
+    assert results_page._baselines("absent", 0.05, ("SNFS",)) == {}
+
+
+def test_table_shows_validation_accuracy_and_a_dash_where_there_is_none() -> None:
+    grouped = {
+        ("RigL", 0.05): [_row("RigL", 0.05, 0, 0.98, "0.99"), _row("RigL", 0.05, 1, 0.99, "0.98")],
+        ("SET", 0.05): [_row("SET", 0.05, 0, 0.97, "")],
+    }
+    lines = results_page._table(grouped)
+    assert "validation accuracy %" in lines[0]
+    rigl = next(line for line in lines if line.startswith("| RigL |"))
+    set_ = next(line for line in lines if line.startswith("| SET |"))
+    assert "| 98.50 ± 0.71 (n=2) |" in rigl and "| 98.50 | 0.0500 |" in rigl
+    assert "| — | 0.0500 |" in set_
+
+
+@pytest.mark.parametrize("grid", ["mnist_lenet300_100", "mnist_ablations", "fashion_mnist_lenet5"])
+def test_every_grid_on_the_page_has_a_grid_file(grid: str) -> None:
+    assert grid in results_page.GRIDS
+    assert (results_page.REPO / "experiments" / "grids" / f"{grid}.yaml").exists()
