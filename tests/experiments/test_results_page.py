@@ -55,3 +55,11 @@ def test_table_shows_validation_accuracy_and_a_dash_where_there_is_none() -> Non
 def test_every_grid_on_the_page_has_a_grid_file(grid: str) -> None:
     assert grid in results_page.GRIDS
     assert (results_page.REPO / "experiments" / "grids" / f"{grid}.yaml").exists()
+
+
+def test_published_figures_only_where_asked() -> None:
+    grouped = {("SNFS", 0.05): [_row("SNFS", 0.05, 0, 0.90, "0.91")]}
+    compared = next(line for line in results_page._table(grouped) if line.startswith("| SNFS |"))
+    plain = next(line for line in results_page._table(grouped, compare=False) if line.startswith("| SNFS |"))
+    assert "| 98.53 | -8.53 **flagged** |" in compared
+    assert "| — | — |" in plain
