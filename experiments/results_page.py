@@ -82,8 +82,7 @@ SNFS_ERK at 5% diverged in one of its three seeds (seed 1: 52.7%, the others 89.
 redistribution moved much of the first fully connected layer's budget into conv2 at the first update (conv2 from
 3.7% to 27% dense, 34% by the end), regrowing those weights at zero while dropping half of fc3's; the loss spiked
 after that update and, at lr 0.1, went from 0.5 to 8 after the second, the network to chance; it partly
-recovered after the learning-rate drop. SNFS from uniform
-layer densities did not diverge at 5%.
+recovered after the learning-rate drop. SNFS from uniform layer densities did not diverge at 5%.
 
 **Open problem at 2%: dynamic methods diverge in some seeds.** At 2% density and lr 0.1, one seed in three
 of RigL_ERK (at chance from the first epoch), SNFS_ERK and SNFS ended at chance (10.0%), one RigL seed collapsed
@@ -188,27 +187,25 @@ def _targets(grouped) -> list[str]:
     return lines
 
 
-def _baselines(grid: str, density: float, names: tuple[str, ...]) -> dict:
-    """The named variants of another grid at one density, relabelled as baselines (its report is reused)."""
-    csv_path = REPO / "results" / grid / "report" / "runs.csv"
-    if not csv_path.exists():
-        return {}
-    with csv_path.open() as stream:
-        grouped = _summaries(list(csv.DictReader(stream)))
+def _baselines(grouped: dict, grid: str, density: float, names: tuple[str, ...]) -> dict:
+    """The named variants of another grid's `_summaries` at one density, relabelled as baselines."""
     chosen = {key: rows for key, rows in grouped.items() if key[0] in names and key[1] == density}
     return {(f"{name} (baseline: {grid})", d): rows for (name, d), rows in chosen.items()}
 
 
 def main() -> int:
     sections = []
+    grouped_by_grid: dict[str, dict] = {}  # GRIDS lists each baseline grid before the ablations that use it
     for grid, title in GRIDS.items():
         rows = _grid_rows(grid)
         if not rows:
             sections.append(f"## {title}\n\nNo finished runs yet (`experiments/grids/{grid}.yaml`).\n")
             continue
         grouped = _summaries(rows)
+        grouped_by_grid[grid] = dict(grouped)
         if grid in ABLATION_BASELINES:
-            grouped.update(_baselines(*ABLATION_BASELINES[grid]))
+            source, density, names = ABLATION_BASELINES[grid]
+            grouped.update(_baselines(grouped_by_grid.get(source, {}), source, density, names))
         figure = REPO / "results" / grid / "report"
         plots = sorted(figure.glob("*accuracy_vs_density.png"))
         image = ""
