@@ -84,3 +84,16 @@ def test_ablation_grid_keeps_the_main_recipe_and_every_variant_composes() -> Non
         check_composes(run.overrides)  # raises on a misspelt key or a bad value
     with pytest.raises(SparseLearningError, match="keep_grown_mom"):
         check_composes(["masking=RigL", "masking.keep_grown_mom=true"])
+
+
+def test_learning_rate_grid_changes_only_the_learning_rate_of_the_main_fashion_recipe() -> None:
+    main_grid = yaml.safe_load((GRIDS / "fashion_mnist_lenet5.yaml").read_text())
+    lr_grid = yaml.safe_load((GRIDS / "fashion_mnist_lr.yaml").read_text())
+    changed = [(a, b) for a, b in zip(main_grid["common"], lr_grid["common"], strict=True) if a != b]
+    assert changed == [("optimizer.lr=0.1", "optimizer.lr=0.05")]
+    for name, overrides in lr_grid["methods"].items():
+        assert overrides == main_grid["methods"][name.removesuffix("_lr0.05")], name
+    runs = plan(GRIDS / "fashion_mnist_lr.yaml")
+    assert len(runs) == 3 * len(lr_grid["methods"])
+    for run in runs[::3]:
+        check_composes(run.overrides)
