@@ -22,12 +22,14 @@ REPO = Path(__file__).resolve().parents[1]
 GRIDS = {
     "mnist_lenet300_100": "MNIST, LeNet-300-100",
     "mnist_ablations": "MNIST, LeNet-300-100: ablations at 5% density",
+    "mnist_two_percent": "MNIST, LeNet-300-100: two variants aimed at the 2% target",
     "fashion_mnist_lenet5": "Fashion-MNIST, LeNet-5-Caffe",
     "fashion_mnist_lr": "Fashion-MNIST, LeNet-5-Caffe: dynamic methods at 2% density and lr 0.05",
 }
 # The main-grid variants each ablation grid changes, shown beside it as the baseline.
 ABLATION_BASELINES = {
     "mnist_ablations": ("mnist_lenet300_100", 0.05, ("SNFS", "RigL_ERK", "RigL_ERK_per_epoch")),
+    "mnist_two_percent": ("mnist_lenet300_100", 0.02, ("SNFS_ERK", "RigL_ERK_per_epoch")),
     "fashion_mnist_lr": (
         "fashion_mnist_lenet5",
         0.02,
@@ -58,17 +60,18 @@ time; none moves the mean by more than its noise (0.03-0.05 standard error of a 
 - letting a regrown weight keep the momentum it gathered while inactive (`masking.keep_grown_momentum=true`,
   as their code does): SNFS_dettmers.
 
-RigL on SNFS's schedule (RigL_ERK_per_epoch: one update per epoch, drop fraction 0.5, until the end, ERK
-initial layer densities, gradient growth, no redistribution) has the best test accuracy among the sparse-from-
-scratch variants at 5% and 1%, at a seventh of SNFS's training FLOPs (about 0.05x dense against 0.35-0.37x). It
-meets the 1% target (97.71) and the 5% one only just (98.553 against 98.55). At 2% it has the best validation
-accuracy (98.49) but not the best test accuracy: SET_ERK (98.21) and SNFS_ERK (98.13) are ahead of its 98.11,
-and none reaches 98.25. It was picked after seeing test accuracy at 5% among the four schedules of the ablation
-grid, and its validation accuracy there is not above RigL (ERK)'s with the default schedule: read its 0.1-point
-lead at 5% as within noise until more seeds confirm it. What does beat the published figures at every density
-is gradual magnitude pruning (98.61, 98.45 and 98.06 at 5, 2 and 1%), which starts dense and so finds a better
-layer allocation (it keeps 42-53% of the output layer, SNFS grows it to 80-100%); its lottery-ticket restart,
-static on that allocation, matches or beats them too (98.52, 98.25 and 97.65).
+RigL on SNFS's schedule (RigL_ERK_per_epoch: one update per epoch, drop fraction 0.5, until the end, ERK initial
+layer densities, gradient growth, no redistribution) has the best test accuracy among the sparse-from-scratch
+variants at 5% and 1%, at a seventh of SNFS's training FLOPs (about 0.05x dense against 0.35-0.37x). It meets the
+1% target (97.71) and the 5% one only just (98.553 against 98.55). At 2% it has the best validation accuracy
+(98.49) but not the best test accuracy: SET_ERK (98.21) and SNFS_ERK (98.13) are ahead of its 98.11, and none
+reaches 98.25; nor do the two variants aimed at it (their section below, best 98.18). It was picked after seeing
+test accuracy at 5% among the four schedules of the ablation grid, and its validation accuracy there is not above
+RigL (ERK)'s with the default schedule: read its 0.1-point lead at 5% as within noise until more seeds confirm it.
+What does beat the published figures at every density is gradual magnitude pruning (98.61, 98.45 and 98.06 at 5, 2
+and 1%), which starts dense and so finds a better layer allocation (it keeps 42-53% of the output layer, SNFS
+grows it to 80-100%); its lottery-ticket restart, static on that allocation, matches or beats them too (98.52,
+98.25 and 97.65).
 
 Static with uniform layer densities collapses at 2% (69 ± 18): the 100x10 output layer keeps 20 of its 1000
 weights, so in our seeds one class has no incoming connection at all (seeds 0 and 1) or several have one
@@ -119,12 +122,23 @@ them; the rest is the drop). At lr 0.05 all twelve runs of the four collapsing m
 The means above include the collapsed seeds: read them as what these methods do at lr 0.1, not as their
 accuracy at 2%."""
 
+TWO_PERCENT_FINDINGS = """Both variants were chosen, and their grid written, before either ran
+(`experiments/grids/mnist_two_percent.yaml` says why each); both are judged by validation accuracy against
+their baselines from the main grid. Neither reaches the 98.25 target. Letting RigL trade active weights between
+layers by momentum (RigL_ERK_per_epoch_redistributed) is worse on both counts: 98.06 test and 98.33 validation
+against 98.11 and 98.49. SNFS from ERK with the three details of Dettmers & Zettlemoyer's code
+(SNFS_ERK_dettmers) gains 0.05 on test (98.18) and 0.06 on validation (98.37) over SNFS_ERK, less than a
+3-seed mean's noise, and stays 0.07 short of the target, 0.02 below the published 98.20."""
+
 LR_FINDINGS = """The four methods that collapsed at lr 0.1 (baselines: the main grid's runs, collapsed seeds
-included), rerun at lr 0.05 with everything else unchanged (a test checks it): every one of the twelve runs
-trains, 87.0-89.3%, against Static_ERK's 87.65 and SET_ERK's 88.90 at lr 0.1. Halving the learning rate does
-not remove the jump after an update (the trace of RigL_ERK seed 1 at its second update, step 200: loss 0.94
-before, 3.47 after the next step, 1.29 without the grown weights), but the network now recovers from it.
-Static_ERK and SET_ERK at lr 0.05 are in the grid so that the comparison is fair; rows appear as they finish."""
+included), rerun at lr 0.05 with everything else unchanged (a test checks it), with Static_ERK and SET_ERK at the
+same learning rate for a fair comparison. Every one of the 18 runs trains. At lr 0.05 the dynamic methods beat
+Static_ERK (86.44) by 1.4 to 2.7 points: SNFS 89.15, SNFS_ERK 88.77, RigL 88.63, SET_ERK 87.93, RigL_ERK 87.82.
+Halving the learning rate costs the methods that never collapsed about a point (Static_ERK 87.65 and SET_ERK
+88.90 at lr 0.1), so no single learning rate is best for all of them; gradual pruning and its lottery ticket at
+lr 0.1 (90.57 and 90.61) stay ahead of all. Halving it does not remove the jump after an update either (the trace
+of RigL_ERK seed 1 at lr 0.05, its update at step 200: loss 0.94 before, 3.47 after the next step, 1.29 without
+the grown weights), but the network now recovers from it."""
 
 ABLATION_FINDINGS = """Each variant changes one group of settings of the method, never the recipe (the grid repeats
 the main grid's `common` block, a test checks it). Rows marked *baseline* are the main grid's runs. SNFS_to_end: every
@@ -248,6 +262,7 @@ def main() -> int:
         extra = {
             "mnist_lenet300_100": "\n\n### Targets\n\n" + "\n".join(_targets(grouped)) + "\n\n" + MNIST_DIFFERENCES,
             "mnist_ablations": "\n\n" + ABLATION_FINDINGS,
+            "mnist_two_percent": "\n\n" + TWO_PERCENT_FINDINGS,
             "fashion_mnist_lr": "\n\n" + LR_FINDINGS,
             "fashion_mnist_lenet5": "\n\n" + FASHION_NOTES,
         }.get(grid, "")

@@ -74,11 +74,12 @@ def test_miniature_grid_runs_and_reports(tmp_path: Path) -> None:
     assert len(list((tmp_path / "report").glob("*.png"))) == 5
 
 
-def test_ablation_grid_keeps_the_main_recipe_and_every_variant_composes() -> None:
+@pytest.mark.parametrize("grid", ["mnist_ablations.yaml", "mnist_two_percent.yaml"])
+def test_ablation_grid_keeps_the_main_recipe_and_every_variant_composes(grid: str) -> None:
     main_grid = yaml.safe_load((GRIDS / "mnist_lenet300_100.yaml").read_text())
-    ablations = yaml.safe_load((GRIDS / "mnist_ablations.yaml").read_text())
+    ablations = yaml.safe_load((GRIDS / grid).read_text())
     assert ablations["common"] == main_grid["common"], "an ablation changes the method, never the recipe"
-    runs = plan(GRIDS / "mnist_ablations.yaml")
+    runs = plan(GRIDS / grid)
     assert len(runs) == 3 * len(ablations["methods"])
     for run in runs[::3]:
         check_composes(run.overrides)  # raises on a misspelt key or a bad value
