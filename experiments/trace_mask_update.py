@@ -41,8 +41,15 @@ class UpdateTrace:
 
 
 def _loss(run: Run, inputs: torch.Tensor, labels: torch.Tensor) -> float:
+    if run.memory_format is not None:
+        inputs = inputs.contiguous(memory_format=run.memory_format)
     with torch.no_grad():
         return float(run.criterion(run.network(inputs), labels))
+
+
+def _largest(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Per layer, the largest |w| among the positions of `masks` (0 where there are none)."""
+    return {n: float(weights[n].detach()[m].abs().max()) if m.any() else 0.0 for n, m in masks.items()}
 
 
 def trace(overrides: list[str], after: int) -> UpdateTrace:
@@ -70,11 +77,7 @@ def trace(overrides: list[str], after: int) -> UpdateTrace:
                     before_update = {name: mask.clone() for name, mask in masking.mask_dict.items()}
                     weights_before = {name: value.clone() for name, value in run.model.state_dict().items()}
                     update_step = masking.mask_step
-                loss = run.criterion(run.network(inputs), labels)
-                run.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                masking.step()
-                run.scheduler.step()
+                run.train_step(inputs, labels)
     raise SparseLearningError(f"no mask update at or after step {after} in this run ({run.schedule.total_steps} steps)")
 
 
@@ -101,8 +104,6 @@ def _measure(
     grown = {name: masking.mask_dict[name] & ~before[name] for name in before}
     kept = {name: masking.mask_dict[name] & before[name] for name in before}
     weights = {name: run.model.get_parameter(name) for name in before}
-    largest = {n: float(weights[n].detach()[g].abs().max()) if g.any() else 0.0 for n, g in grown.items()}
-    largest_kept = {n: float(weights[n].detach()[k].abs().max()) if k.any() else 0.0 for n, k in kept.items()}
     without_grown = dict(run.model.state_dict())
     for name, mask in grown.items():
         without_grown[name] = weights[name].detach().masked_fill(mask, 0.0)
@@ -114,8 +115,8 @@ def _measure(
         loss_without_grown=without,
         grown={name: int(mask.sum()) for name, mask in grown.items()},
         dropped={name: int((before[name] & ~masking.mask_dict[name]).sum()) for name in before},
-        largest_grown=largest,
-        largest_kept=largest_kept,
+        largest_grown=_largest(weights, grown),
+        largest_kept=_largest(weights, kept),
     )
 
 

@@ -255,6 +255,23 @@ class Run:
 
     # ------------------------------------------------------------------ the loop
 
+    def train_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training iteration on one batch (an optimizer step, or a mask update on an update iteration).
+
+        :return: the batch's outputs and loss, detached
+        """
+        if self.memory_format is not None:
+            inputs = inputs.contiguous(memory_format=self.memory_format)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            outputs = self.network(inputs)
+            loss = self.criterion(outputs, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        self.masking.step(scaler=self.scaler)
+        self.scheduler.step()
+        self.progress.step += 1
+        return outputs.detach(), loss.detach()
+
     def _train_epoch(self, epoch: int, log: MetricsLog) -> None:
         self.train_loader.set_epoch(epoch)
         self.network.train()
@@ -270,18 +287,9 @@ class Run:
             dynamic_ncols=True,
         )
         for inputs, labels in bar:
-            if self.memory_format is not None:
-                inputs = inputs.contiguous(memory_format=self.memory_format)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                outputs = self.network(inputs)
-                loss = self.criterion(outputs, labels)
-            self.optimizer.zero_grad(set_to_none=True)
-            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-            self.masking.step(scaler=self.scaler)
-            self.scheduler.step()
-            self.progress.step += 1
-            loss_sum += loss.detach()
-            correct += (outputs.detach().argmax(1) == labels).sum()
+            outputs, loss = self.train_step(inputs, labels)
+            loss_sum += loss
+            correct += (outputs.argmax(1) == labels).sum()
             seen += len(labels)
             batches += 1
             if self.progress.step % interval == 0:
