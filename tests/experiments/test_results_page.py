@@ -39,7 +39,7 @@ def test_table_shows_validation_accuracy_and_a_dash_where_there_is_none() -> Non
     assert "| — | 0.0500 |" in set_
 
 
-@pytest.mark.parametrize("grid", ["mnist_lenet300_100", "mnist_ablations", "fashion_mnist_lenet5"])
+@pytest.mark.parametrize("grid", sorted(results_page.GRIDS))
 def test_every_grid_on_the_page_has_a_grid_file(grid: str) -> None:
     assert grid in results_page.GRIDS
     assert (results_page.REPO / "experiments" / "grids" / f"{grid}.yaml").exists()
@@ -51,3 +51,14 @@ def test_published_figures_only_where_asked() -> None:
     plain = next(line for line in results_page._table(grouped, compare=False) if line.startswith("| SNFS |"))
     assert "| 98.53 | -8.53 **flagged** |" in compared
     assert "| — | — |" in plain
+
+
+def test_pooled_rows_join_the_same_variant_and_density_from_earlier_grids() -> None:
+    new = results_page._summaries([_row("SNFS", 0.02, 3, 0.981, "0.98"), _row("RigL", 0.02, 3, 0.97, "0.98")])
+    main = results_page._summaries(
+        [_row("SNFS", 0.02, 0, 0.979, "0.98"), _row("SNFS", 0.05, 0, 0.5, "0.5"), _row("SET", 0.02, 0, 0.5, "0.5")]
+    )
+    pooled = results_page._pooled(new, {"main": main})
+    assert list(pooled) == [("SNFS (all seeds)", 0.02)], "a variant no earlier grid ran has nothing to pool"
+    assert [row["test_accuracy"] for row in pooled[("SNFS (all seeds)", 0.02)]] == ["0.979", "0.981"]
+    assert results_page._pooled(new, {}) == {}

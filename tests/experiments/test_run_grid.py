@@ -74,7 +74,9 @@ def test_miniature_grid_runs_and_reports(tmp_path: Path) -> None:
     assert len(list((tmp_path / "report").glob("*.png"))) == 5
 
 
-@pytest.mark.parametrize("grid", ["mnist_ablations.yaml", "mnist_two_percent.yaml"])
+@pytest.mark.parametrize(
+    "grid", ["mnist_ablations.yaml", "mnist_two_percent.yaml", "mnist_rigl_interval.yaml", "mnist_more_seeds.yaml"]
+)
 def test_ablation_grid_keeps_the_main_recipe_and_every_variant_composes(grid: str) -> None:
     main_grid = yaml.safe_load((GRIDS / "mnist_lenet300_100.yaml").read_text())
     ablations = yaml.safe_load((GRIDS / grid).read_text())
@@ -98,3 +100,15 @@ def test_learning_rate_grid_changes_only_the_learning_rate_of_the_main_fashion_r
     assert len(runs) == 3 * len(lr_grid["methods"])
     for run in runs[::3]:
         check_composes(run.overrides)
+
+
+def test_more_seeds_grid_reruns_earlier_variants_unchanged_on_new_seeds() -> None:
+    more = yaml.safe_load((GRIDS / "mnist_more_seeds.yaml").read_text())
+    sources = [
+        yaml.safe_load((GRIDS / name).read_text()) for name in ("mnist_lenet300_100.yaml", "mnist_two_percent.yaml")
+    ]
+    for name, overrides in more["methods"].items():
+        matches = [source for source in sources if source["methods"].get(name) == overrides]
+        assert len(matches) == 1, f"{name} must be one earlier grid's variant, unchanged"
+        assert not set(more["seeds"]) & set(matches[0]["seeds"]), f"{name} repeats a seed already run"
+        assert more["densities"][0] in matches[0]["densities"]
