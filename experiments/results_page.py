@@ -70,7 +70,8 @@ layer densities, gradient growth, no redistribution) has the best test accuracy 
 variants at 5% and 1%, at a seventh of SNFS's training FLOPs (about 0.05x dense against 0.35-0.37x). It meets the
 1% target (97.71) and the 5% one only just (98.553 against 98.55). At 2% it has the best validation accuracy
 (98.49) but not the best test accuracy: SET_ERK (98.21) and SNFS_ERK (98.13) are ahead of its 98.11, and none
-reaches 98.25; nor do the two variants aimed at it (their section below, best 98.18). It was picked after seeing
+reaches 98.25; nor do the four variants aimed at it (their sections below, best 98.18), and on six seeds the
+best 2% means are about 98.15 (section "three more seeds"). It was picked after seeing
 test accuracy at 5% among the four schedules of the ablation grid, and its validation accuracy there is not above
 RigL (ERK)'s with the default schedule: read its 0.1-point lead at 5% as within noise until more seeds confirm it.
 What does beat the published figures at every density is gradual magnitude pruning (98.61, 98.45 and 98.06 at 5, 2
@@ -130,7 +131,15 @@ accuracy at 2%.
 
 At 10% no seed of any method collapsed at lr 0.1: the sparse-from-scratch methods reach 90.3 (RigL, Static) to
 91.0 (RigL_ERK_per_epoch, SET_ERK) against Dense's 91.18, within about 0.7 of each other; Small_Dense trails
-at 89.1, and gradual pruning (91.16) and its lottery ticket (91.37) match Dense. The 20% column was not run."""
+at 89.1, and gradual pruning (91.16) and its lottery ticket (91.37) match Dense.
+
+At 20% no seed collapsed either, and density barely matters any more: every method but two lies between 90.90
+(Static) and 91.38 (Lottery) against Dense's 91.18, RigL_ERK at 91.27 with 0.29x of Dense's training FLOPs.
+Uniform RigL trails at 90.71 and Small_Dense at 89.94. With a standard deviation of 0.1-0.5 over three seeds,
+the order within the 90.9-91.4 band is not meaningful. The FLOPs columns matter more here than on the MLP:
+at 20% of the weights SNFS costs 0.85x Dense's inference FLOPs, because momentum redistribution moves weights
+into the conv layers, where one weight costs a multiply-add at every output position; RigL_ERK, which keeps its
+ERK allocation, costs 0.29x, and gradual pruning ends at 0.42x."""
 
 TWO_PERCENT_FINDINGS = """Both variants were chosen, and their grid written, before either ran
 (`experiments/grids/mnist_two_percent.yaml` says why each); both are judged by validation accuracy against
@@ -151,6 +160,15 @@ A note on noise: the first run of RigL_ERK_every_2_epochs, seed 0, was started w
 cores, with two threads, and resumed at epoch 53 with one; it ended at 98.25 test. Rerun from scratch with one
 thread, as every other run here, the same seed ends at 98.32 (the table's figure). The order of floating-point
 sums alone moves one run by 0.07 points, as much as the gap between the best 2% mean and the target."""
+
+MORE_SEEDS_FINDINGS = """Seeds 3-5 of three 2% variants, unchanged (a test checks it), and each pooled with its
+seeds 0-2 from the main grid or `mnist_two_percent` (rows marked *all seeds*). The target stays judged on seeds
+0-2 as the issue defines it; six seeds say how far that judgement can move by chance. RigL_ERK_per_epoch: 98.19 on
+the new seeds, 98.15 on all six (standard error 0.03). SNFS_ERK_dettmers: 98.13 and 98.16 (0.04). SNFS: 98.06 and
+98.05 (0.015). The best 2% mean of either method is about 98.15, 3.3 (RigL) and 2.3 (SNFS) standard errors below
+the 98.25 target: the miss is not bad luck with three seeds. The same figures settle the flagged SNFS difference:
+with the seed project's schedule our SNFS is 0.15 below the published 98.20 on six seeds, more than noise; with
+the three details of Dettmers & Zettlemoyer's code (and ERK layer densities) it is 98.16, within 0.04 of it."""
 
 LR_FINDINGS = """The four methods that collapsed at lr 0.1 (baselines: the main grid's runs, collapsed seeds
 included), rerun at lr 0.05 with everything else unchanged (a test checks it), with Static_ERK and SET_ERK at the
@@ -213,12 +231,13 @@ def _table(grouped, compare: bool = True) -> list[str]:
     ]
     for (name, density), rows in sorted(grouped.items(), key=lambda item: (-(item[0][1] or 2.0), item[0][0])):
         accuracies = [100 * float(row["test_accuracy"]) for row in rows]
-        published_key = (name.removesuffix("_ERK"), density) if name != "Dense" else ("Dense", None)
-        published = PUBLISHED.get(published_key) if compare and name in ("Dense", "SNFS", "SET") else None
+        method = name.split(" (")[0]  # a baseline or pooled row is compared as the method it shows
+        published_key = (method, density) if method != "Dense" else ("Dense", None)
+        published = PUBLISHED.get(published_key) if compare and method in ("Dense", "SNFS", "SET") else None
         difference = ""
         if published is not None:
             gap = statistics.mean(accuracies) - published
-            flag = " **flagged**" if abs(gap) > 0.1 else ""
+            flag = " **flagged**" if abs(round(gap, 2)) > 0.1 else ""  # as shown: -0.10 is not over 0.1
             difference = f"{gap:+.2f}{flag}"
         validation = [100 * float(row["val_accuracy"]) for row in rows if row.get("val_accuracy") not in _MISSING]
         train = statistics.mean(float(row["train_flops"]) for row in rows)
@@ -299,6 +318,7 @@ def main() -> int:
             "mnist_ablations": "\n\n" + ABLATION_FINDINGS,
             "mnist_two_percent": "\n\n" + TWO_PERCENT_FINDINGS,
             "mnist_rigl_interval": "\n\n" + INTERVAL_FINDINGS,
+            "mnist_more_seeds": "\n\n" + MORE_SEEDS_FINDINGS,
             "fashion_mnist_lr": "\n\n" + LR_FINDINGS,
             "fashion_mnist_lenet5": "\n\n" + FASHION_NOTES,
         }.get(grid, "")

@@ -62,3 +62,13 @@ def test_pooled_rows_join_the_same_variant_and_density_from_earlier_grids() -> N
     assert list(pooled) == [("SNFS (all seeds)", 0.02)], "a variant no earlier grid ran has nothing to pool"
     assert [row["test_accuracy"] for row in pooled[("SNFS (all seeds)", 0.02)]] == ["0.979", "0.981"]
     assert results_page._pooled(new, {}) == {}
+
+
+def test_baseline_and_pooled_rows_are_compared_as_the_method_they_show() -> None:
+    grouped = {
+        ("SNFS (all seeds)", 0.02): [_row("SNFS", 0.02, 0, 0.981, "0.98")],
+        ("SNFS_ERK (baseline: main)", 0.02): [_row("SNFS_ERK", 0.02, 0, 0.981, "0.98")],
+    }
+    lines = results_page._table(grouped)
+    assert "| 98.2 | -0.10 |" in next(line for line in lines if line.startswith("| SNFS (all seeds) |"))
+    assert "| — | — |" in next(line for line in lines if line.startswith("| SNFS_ERK (baseline: main) |"))
