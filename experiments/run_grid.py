@@ -7,6 +7,11 @@
 A run whose `summary.json` exists is skipped, so the same command continues an interrupted grid (an
 interrupted run resumes from its last epoch). Runs that restart from another run's masks (Lottery after
 Pruning) wait for it. Each run's output goes to `train.log` in its run directory.
+
+Each run gets cores // jobs intra-op threads unless OMP_NUM_THREADS is set. The split assumes the grid has the
+machine to itself: to run a second grid beside one already running, set OMP_NUM_THREADS=1 for it (on 2 cores, a
+two-thread MNIST run beside two one-thread runs went about 8x slower than a one-thread run in its place). The
+thread count also changes floating-point sums, so a run is reproduced bit for bit only with the thread count it had.
 """
 
 from __future__ import annotations
