@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from sparselearning.errors import SparseLearningError
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -57,15 +59,29 @@ def _method_spec(spec: object) -> tuple[list[str], bool, str | None]:
     raise ValueError(f"a method is a list of overrides or a mapping with 'overrides', got {spec!r}")
 
 
+def _chosen(kind: str, wanted: list | None, available: list) -> list:
+    """The grid's `available` values that `wanted` names (all when None); naming one the grid lacks is an error."""
+    if wanted is None:
+        return list(available)
+    unknown = [value for value in wanted if value not in available]
+    if unknown:
+        allowed = ", ".join(str(value) for value in available)
+        raise SparseLearningError(f"--{kind} {','.join(map(str, unknown))} not in this grid; allowed: {allowed}")
+    return [value for value in available if value in wanted]
+
+
 def plan(grid_file: Path, densities=None, methods=None, seeds=None, epochs: int | None = None) -> list[PlannedRun]:
     """Expand a grid file into runs, in priority order (density, then method, then seed)."""
+    if not Path(grid_file).is_file():
+        raise SparseLearningError(f"no grid file {grid_file}; the grids are {REPO / 'experiments' / 'grids'}/*.yaml")
     grid = yaml.safe_load(Path(grid_file).read_text())
     output = REPO / grid["output"]
     common = [str(item) for item in grid["common"]]
     if epochs is not None:
         common.append(f"optimizer.epochs={epochs}")
-    chosen_seeds = [s for s in grid["seeds"] if seeds is None or s in seeds]
-    chosen_densities = [d for d in grid["densities"] if densities is None or d in densities]
+    chosen_seeds = _chosen("seeds", seeds, grid["seeds"])
+    chosen_densities = _chosen("densities", densities, grid["densities"])
+    _chosen("methods", methods, list(grid["methods"]))
     runs: list[PlannedRun] = []
     specs = {name: _method_spec(spec) for name, spec in grid["methods"].items()}
     for name, (overrides, dense, _after) in specs.items():
@@ -140,8 +156,11 @@ def execute(runs: list[PlannedRun], jobs: int) -> int:
     return failed
 
 
-def _numbers(text: str | None, kind=float):
-    return None if text is None else [kind(item) for item in text.split(",")]
+def _numbers(option: str, text: str | None, kind=float):
+    try:
+        return None if text is None else [kind(item) for item in text.split(",")]
+    except ValueError:
+        raise SparseLearningError(f"--{option} takes comma-separated {kind.__name__}s, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,13 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs (for quick checks)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and whether each is done")
     args = parser.parse_args(argv)
-    runs = plan(
-        args.grid,
-        _numbers(args.densities),
-        None if args.methods is None else args.methods.split(","),
-        _numbers(args.seeds, int),
-        args.epochs,
-    )
+    try:
+        runs = plan(
+            args.grid,
+            _numbers("densities", args.densities),
+            None if args.methods is None else args.methods.split(","),
+            _numbers("seeds", args.seeds, int),
+            args.epochs,
+        )
+    except SparseLearningError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.dry_run:
         for run in runs:
             state = "done" if run.done else "todo"

@@ -43,6 +43,24 @@ def test_dry_run_lists_the_runs(capsys) -> None:
     assert "RigL_ERK" in out and out.strip().endswith("done")
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["nope.yaml"], "error: no grid file nope.yaml; the grids are "),
+        (["--methods", "Bogus,SNFS"], "error: --methods Bogus not in this grid; allowed: RigL_ERK_per_epoch, "),
+        (["--densities", "0.05"], "error: --densities 0.05 not in this grid; allowed: 0.02\n"),
+        (["--seeds", "0,3"], "error: --seeds 0 not in this grid; allowed: 3, 4, 5\n"),
+        (["--seeds", "x"], "error: --seeds takes comma-separated ints, got 'x'\n"),
+    ],
+)
+def test_bad_grid_arguments_get_one_line_and_exit_2(capsys, arguments: list[str], message: str) -> None:
+    grid = [] if arguments[0].endswith(".yaml") else [str(GRIDS / "mnist_more_seeds.yaml")]
+    assert main([*grid, *arguments, "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(message) and captured.err.count("\n") == 1
+    assert captured.out == ""
+
+
 def test_miniature_grid_runs_and_reports(tmp_path: Path) -> None:
     grid = {
         "name": "mini",
