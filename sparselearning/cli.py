@@ -94,7 +94,8 @@ def _usage() -> str:
         "usage: sparselearning train [hydra overrides...]   (e.g. masking=SET masking.density=0.1)\n"
         "       sparselearning train --help                 (every option)\n"
         "       sparselearning report PATH...               (tables and plots of runs or sweeps)\n"
-        "       sparselearning export RUN_OR_CHECKPOINT --out FILE   (a truly sparse model for inference)"
+        "       sparselearning export RUN_OR_CHECKPOINT --out FILE   (a truly sparse model for inference)\n"
+        "       sparselearning --version                    (the installed version)"
     )
 
 
@@ -103,6 +104,11 @@ def main(argv: list[str] | None = None) -> None:
     if not arguments or arguments[0] in ("-h", "--help"):
         print(_usage())
         sys.exit(0 if arguments else 2)
+    if arguments[0] in ("-V", "--version"):
+        from sparselearning._version import __version__
+
+        print(f"sparselearning {__version__}")
+        sys.exit(0)
     command, rest = arguments[0], arguments[1:]
     try:
         if command not in COMMANDS:
