@@ -13,6 +13,10 @@ class SparseLearningError(ValueError):
     """A bad setting or file: the message names the value and what is allowed."""
 
 
+class SparseLearningWarning(UserWarning):
+    """A run that works but may not be what its user meant (weights left dense, steps past the planned end)."""
+
+
 def check_choice(kind: str, value: object, allowed: Iterable[str]) -> str:
     """Return `value` if it is one of `allowed`, else raise naming every allowed value."""
     options = list(allowed)
