@@ -3,37 +3,33 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
 from sparselearning.errors import SparseLearningError
+from sparselearning.runs.files import write_atomic
 
 
-def atomic_save(obj: Any, path: Path) -> None:
+def atomic_save(obj: Any, path: Path, root: Path | None = None) -> None:
     """`torch.save` to a temporary file in the same folder, fsync, then rename over `path`.
 
-    A crash at any moment leaves either the previous file or the new one, never a partial file.
+    A crash at any moment leaves either the previous file or the new one, never a partial file; a failed
+    write (full disk, file-size limit) is one `SparseLearningError` line and keeps the previous file. The
+    file and the folders below `root` (default: its own folder) must not be symbolic links.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(obj, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
+
+    def write(stream: IO[bytes]) -> None:
+        torch.save(obj, stream)
         # Fault injection for the crash tests: widen the window in which a kill lands mid-write.
         delay = float(os.environ.get("SPARSELEARNING_SAVE_DELAY_S", "0") or 0)
         if delay > 0:
+            stream.flush()
             time.sleep(delay)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+
+    write_atomic(Path(path), write, root)
 
 
 def safe_load(path: Path, what: str = "checkpoint") -> Any:

@@ -170,8 +170,16 @@ class InMemoryLoader:
         return order[:needed][self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.batches()
+
+    def batches(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches from batch index `start` on: what a run resumed mid-epoch still has to see.
+
+        Each batch depends only on (seed, epoch, rank, batch index), so skipping the first `start` batches
+        gives exactly the batches an uninterrupted epoch would have gone on with.
+        """
         indices = self.shard_indices()
-        for batch in range(len(self)):
+        for batch in range(start, len(self)):
             chosen = indices[batch * self.batch_size : (batch + 1) * self.batch_size].to(self.device)
             images = self.images[chosen]
             if self.augment:

@@ -12,10 +12,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sparselearning.errors import SparseLearningError
+from sparselearning.runs import naming
 from sparselearning.train import distributed
+from sparselearning.train.stopping import StopRequested
+
+naming.register()  # ${sl_run_hash:} in the default run and sweep directories
 
 
-def format_results(summary: dict[str, Any], run_dir: Path) -> str:
+def format_results(summary: dict[str, Any], run_dir: Path, plots: bool = True) -> str:
     """The short table printed at the end of a run."""
     rows = [
         ("test accuracy", f"{summary['test_accuracy']:.4f}   (top-5 {summary['test_top5']:.4f})"),
@@ -25,8 +29,9 @@ def format_results(summary: dict[str, Any], run_dir: Path) -> str:
         ("training FLOPs", f"{summary['train_flops']:.4f} of dense"),
         ("wall time", f"{summary['wall_time_s']:.1f} s over {summary['epochs']} epochs"),
         ("run directory", str(run_dir)),
-        ("plots", f"{run_dir / 'plots' / 'training_curves.png'}, layer_density.png"),
     ]
+    if plots:
+        rows.append(("plots", f"{run_dir / 'plots' / 'training_curves.png'}, layer_density.png"))
     title = f"{summary['method']} on {summary['dataset']} / {summary['model']} (seed {summary['seed']})"
     return "\n".join([title, *(f"  {name:<17}{value}" for name, value in rows)])
 
@@ -40,20 +45,35 @@ def hydra_main(cfg: DictConfig) -> float | None:
     joined = False
     rank = 0
     try:
-        joined = distributed.init_from_environment()
+        timeout = float(cfg.get("distributed_timeout_s", 300) or 300)
+        joined = distributed.init_from_environment(timeout)
         rank = distributed.rank_and_world()[0]
         summary = train(cfg, run_dir)
     except SparseLearningError as error:
-        if os.environ.get("SPARSELEARNING_TRACEBACK"):
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(error), 2)
+    except StopRequested as stop:
+        _fail(str(stop), stop.exit_status, prefix="stopped")
+    except KeyboardInterrupt:
+        _fail("interrupted (Ctrl-C) before the run could save; nothing after its last checkpoint is kept", 130)
     except OSError as error:  # an unwritable run directory, a full disk
-        print(f"error: cannot write the run directory {run_dir}: {error.strerror or error}", file=sys.stderr)
-        sys.exit(2)
+        _fail(f"cannot write the run directory {run_dir}: {error.strerror or error}", 2)
+    except RuntimeError as error:
+        if not joined:
+            raise
+        # Under torchrun a lost rank surfaces as a collective that timed out or a closed connection.
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        _fail(f"a collective operation failed (another process stopped or died?): {first}", 3)
     finally:
         if joined:
             distributed.shutdown()
     if rank == 0:
-        print(format_results(summary, run_dir))
+        print(format_results(summary, run_dir, plots=bool(cfg.get("plots", True))))
     return float(summary["test_accuracy"])
+
+
+def _fail(message: str, status: int, prefix: str = "error") -> None:
+    """One line on stderr and the exit status; the traceback only with SPARSELEARNING_TRACEBACK=1."""
+    if os.environ.get("SPARSELEARNING_TRACEBACK"):
+        raise
+    print(f"{prefix}: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(status)

@@ -6,6 +6,7 @@ Everything here is a no-op in a single process, so the loop reads the same with 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -18,15 +19,34 @@ def is_active() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def init_from_environment() -> bool:
-    """Join the process group torchrun describes (WORLD_SIZE > 1): gloo on CPU, NCCL on CUDA."""
+def init_from_environment(timeout_s: float = 300.0) -> bool:
+    """Join the process group torchrun describes (WORLD_SIZE > 1): gloo on CPU, NCCL on CUDA.
+
+    A collective that waits longer than `timeout_s` (a rank stopped or died) raises instead of blocking for
+    PyTorch's default of 30 minutes, so a lost rank ends the job with a message.
+    """
     if is_active() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return is_active()
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend)
+    dist.init_process_group(backend, timeout=timedelta(seconds=float(timeout_s)))
     return True
+
+
+def all_agree(flag: bool) -> bool:
+    """True when `flag` is true on every rank (a single process: `flag` itself). Lets all ranks stop
+    together when one refuses its run directory, instead of the others waiting in a collective."""
+    if not is_active():
+        return flag
+    value = torch.tensor([0 if flag else 1], device=device() if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return int(value.item()) == 0
+
+
+def any_rank(flag: bool) -> bool:
+    """True when `flag` is true on at least one rank (a stop signal seen by any process stops them all)."""
+    return not all_agree(not flag)
 
 
 def rank_and_world() -> tuple[int, int]:

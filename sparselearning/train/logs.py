@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
+
+from sparselearning.runs import files
 
 
 def _finite(value: Any) -> Any:
@@ -28,35 +29,36 @@ class MetricsLog:
         self._writer = None
         if not enabled:
             return
-        run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = run_dir
         self._truncate_after(resume_step)
         from torch.utils.tensorboard import SummaryWriter
 
-        self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=resume_step)
+        events = files.prepare(run_dir / "tensorboard" / "events", run_dir).parent
+        self._writer = SummaryWriter(log_dir=str(events), purge_step=resume_step)
 
     def _truncate_after(self, step: int | None) -> None:
-        if not self.path.exists():
+        if not (self.path.exists() or self.path.is_symlink()):
             return
+        files.check_no_links(self.path, self.run_dir)
         if step is None:
             self.path.unlink()
             return
         kept = []
-        for line in self.path.read_text().splitlines():
+        for line in files.read_text(self.path, limit=1 << 31).splitlines():
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 continue  # a line cut short by a crash
             if record.get("step", 0) <= step and not (record.get("step") == step and record.get("split") == "test"):
                 kept.append(line)
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        temporary.write_text("".join(f"{line}\n" for line in kept))
-        os.replace(temporary, self.path)  # a crash mid-rewrite keeps the old lines
+        # Atomic: a crash mid-rewrite keeps the old lines.
+        files.write_text(self.path, "".join(f"{line}\n" for line in kept), self.run_dir)
 
     def write(self, record: dict[str, Any]) -> None:
         """One record: `split` and `step` plus numbers; numbers also go to TensorBoard as split/name."""
         if not self.enabled:
             return
-        with self.path.open("a") as stream:
+        with files.open_append(self.path, self.run_dir) as stream:
             stream.write(json.dumps({key: _finite(value) for key, value in record.items()}) + "\n")
         assert self._writer is not None
         for key, value in record.items():
@@ -74,11 +76,12 @@ class MetricsLog:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All records of a `metrics.jsonl` (skipping a line a crash cut short)."""
+    """All records of a `metrics.jsonl` (skipping a line a crash cut short); a special file (a FIFO) or an
+    unreadable one is one `SparseLearningError` line."""
     records = []
-    for line in Path(path).read_text().splitlines():
+    for line in files.read_text(Path(path), limit=1 << 31).splitlines():
         try:
             records.append(json.loads(line))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
     return records

@@ -9,6 +9,7 @@ is checkpointed, so a resumed run ends bit-identical to one that was never inter
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +27,23 @@ from sparselearning.data.loader import InMemoryLoader
 from sparselearning.data.registry import DatasetInfo, load_dataset
 from sparselearning.data.split import resplit
 from sparselearning.errors import SparseLearningError
+from sparselearning.io import atomic_save
+from sparselearning.runs import directory, files
+from sparselearning.runs.identity import directory_hash, group_hash, run_settings
+from sparselearning.runs.naming import plain_config
 from sparselearning.train import distributed
 from sparselearning.train.build import build_masking, build_model, build_optimizer, build_scheduler
-from sparselearning.train.checkpoint import load_checkpoint, random_state, restore_random_state, save_checkpoint
+from sparselearning.train.checkpoint import (
+    load_checkpoint,
+    nonfinite_tensor,
+    random_state,
+    restore_random_state,
+    save_checkpoint,
+)
 from sparselearning.train.evaluate import evaluate
 from sparselearning.train.logs import MetricsLog
 from sparselearning.train.settings import Schedule, check_config, option, schedule_for
+from sparselearning.train.stopping import SignalCatcher, StopRequested
 
 FLOPS_KIND = {
     "Dense": "dense",
@@ -48,13 +60,47 @@ FLOPS_KIND = {
 
 @dataclass
 class Progress:
-    """What the loop carries across epochs and checkpoints."""
+    """What the loop carries across epochs and checkpoints (`batch`: batches done of the current epoch,
+    non-zero only in a checkpoint saved mid-epoch when the run was stopped by a signal)."""
 
     epoch: int = 0
     step: int = 0
+    batch: int = 0
     best_val_accuracy: float = -1.0
     wall_time_s: float = 0.0
     val: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class EpochState:
+    """The running sums of the epoch in progress and its starting masks: saved with a mid-epoch checkpoint,
+    so a resumed epoch logs exactly what an uninterrupted one would have."""
+
+    start_masks: dict[str, torch.Tensor]
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int = 0
+    batches: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "start_masks": self.start_masks,
+            "loss_sum": self.loss_sum,
+            "correct": self.correct,
+            "seen": self.seen,
+            "batches": self.batches,
+        }
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats become None so that `summary.json` stays valid JSON (no bare NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def resolve_device(name: str) -> torch.device:
@@ -102,15 +148,8 @@ def _loaders(cfg: DictConfig, tensors: dict, info: DatasetInfo, device: torch.de
     return train, val, test
 
 
-def _identity(cfg: DictConfig) -> dict[str, Any]:
-    model = OmegaConf.select(cfg, "model._target_") or cfg.model.name
-    return {
-        "dataset": str(cfg.dataset.name),
-        "model": str(model),
-        "method": str(cfg.masking.name),
-        "density": option(cfg.masking, "density"),
-        "seed": int(cfg.seed),
-    }
+def _model_name(cfg: DictConfig) -> str:
+    return str(OmegaConf.select(cfg, "model._target_") or cfg.model.name)
 
 
 def _mixed_precision(setting: object, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
@@ -143,6 +182,8 @@ class Run:
         self.run_dir = Path(run_dir)
         self.rank, self.world = distributed.rank_and_world()
         self.is_main = self.rank == 0
+        self.settings = run_settings(plain_config(cfg), self.world)
+        self._claim_check()
         self.device = resolve_device(str(cfg.device)) if not distributed.is_active() else distributed.device()
         torch.manual_seed(int(cfg.seed))
         root = option(cfg.dataset, "root")
@@ -152,6 +193,12 @@ class Run:
         self.train_loader, self.val_loader, self.test_loader = _loaders(
             cfg, self.tensors, self.info, self.device, self.rank, self.world
         )
+        if len(self.train_loader) == 0:
+            examples = len(self.tensors["train_labels"])
+            raise SparseLearningError(
+                f"dataset.batch_size={cfg.dataset.batch_size} is larger than the training set ({examples} examples"
+                f"{f' shared by {self.world} processes' if self.world > 1 else ''}); lower dataset.batch_size"
+            )
         self.schedule: Schedule = schedule_for(cfg, len(self.train_loader))
         self.model = build_model(cfg, self.info).to(self.device)
         channels_last = option(cfg, "channels_last", "auto")
@@ -170,13 +217,43 @@ class Run:
         self.amp_dtype, self.scaler = _mixed_precision(option(cfg, "mixed_precision", False), self.device)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=float(option(cfg.optimizer, "label_smoothing", 0.0)))
         self.progress = Progress()
-        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.epoch_state: EpochState | None = None
+        self.checkpoint_dir = self.run_dir / directory.CHECKPOINTS
+
+    # ------------------------------------------------------------------ the run directory
+
+    def _claim_check(self) -> None:
+        """Refuse, before any work, a run directory that is someone else's or holds a run of other settings
+        (every rank stops together when the main one refuses)."""
+        refusal: SparseLearningError | None = None
+        if self.is_main:
+            try:
+                self._check_directory()
+            except SparseLearningError as error:
+                refusal = error
+        if not distributed.all_agree(refusal is None):
+            raise refusal or SparseLearningError(f"process 0 refused the run directory {self.run_dir}")
+
+    def _check_directory(self) -> None:
+        directory.check_usable(self.run_dir)
+        directory.check_identity(self.run_dir, self.settings)
+        checkpoints = self.run_dir / directory.CHECKPOINTS
+        if checkpoints.is_symlink() or (checkpoints.exists() and not checkpoints.is_dir()):
+            raise SparseLearningError(
+                f"{checkpoints} must be a folder this run writes its checkpoints to, but it is "
+                f"{'a symbolic link' if checkpoints.is_symlink() else 'a file'}; move it aside"
+            )
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """The identity record stored in `identity.json`, every checkpoint and `summary.json`."""
+        return directory.identity_record(self.settings, group_hash(self.settings), directory_hash(self.settings))
 
     # ------------------------------------------------------------------ checkpoints
 
     def _checkpoint_content(self) -> dict[str, Any]:
         return {
-            "identity": _identity(self.cfg),
+            "settings": self.settings,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -188,14 +265,14 @@ class Run:
             "val": dict(self.progress.val),
             "rng": random_state(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
-            "config": OmegaConf.to_yaml(self.cfg),
+            "config": OmegaConf.to_yaml(self.cfg, resolve=True),
         }
 
     def try_resume(self) -> bool:
         path = self.checkpoint_dir / "last.pt"
         if not (bool(self.cfg.resume) and path.exists()):
             return False
-        state = load_checkpoint(path, _identity(self.cfg))
+        state = load_checkpoint(path, self.settings, self.schedule.epochs, self.schedule.steps_per_epoch)
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -210,19 +287,51 @@ class Run:
         self.progress = Progress(
             epoch=int(state["epoch"]),
             step=int(state["step"]),
+            batch=int(state.get("batch", 0)),
             best_val_accuracy=float(state["best_val_accuracy"]),
             wall_time_s=float(state["wall_time_s"]),
             val=dict(state.get("val", {})),
         )
+        if self.progress.batch:
+            self.epoch_state = self._saved_epoch_state(state.get("epoch_state"), path)
         return True
 
-    def save(self, best: bool) -> None:
+    def _saved_epoch_state(self, saved: Any, path: Path) -> EpochState:
+        """The running sums of a checkpoint saved mid-epoch, checked against this run's masks."""
+        masks = self.masking.mask_dict
+        try:
+            start = saved["start_masks"]
+            fits = set(start) == set(masks) and all(
+                start[n].dtype == torch.bool and start[n].shape == masks[n].shape for n in masks
+            )
+            loss_sum, correct = saved["loss_sum"], saved["correct"]
+            if not (fits and isinstance(loss_sum, torch.Tensor) and isinstance(correct, torch.Tensor)):
+                raise TypeError
+            return EpochState(
+                {n: m.to(self.device) for n, m in start.items()},
+                loss_sum.to(self.device),
+                correct.to(self.device),
+                int(saved["seen"]),
+                int(saved["batches"]),
+            )
+        except (TypeError, KeyError, AttributeError):
+            raise SparseLearningError(
+                f"checkpoint {path}: field 'epoch_state' does not fit a run stopped mid-epoch"
+            ) from None
+
+    def save(self, best: bool, mid_epoch: EpochState | None = None) -> None:
+        """Write `last.pt` (and `best.pt`); weights that are no longer finite are never saved."""
         if not self.is_main:
             return
+        bad = nonfinite_tensor(self.model.state_dict())
+        if bad is not None:
+            self._stop_on_divergence(f"NaN or infinity in {bad}")
         content = self._checkpoint_content()
-        save_checkpoint(self.checkpoint_dir / "last.pt", content)
+        if mid_epoch is not None:
+            content.update(batch=self.progress.batch, epoch_state=mid_epoch.as_dict())
+        save_checkpoint(self.checkpoint_dir / "last.pt", content, self.run_dir)
         if best:
-            save_checkpoint(self.checkpoint_dir / "best.pt", content)
+            save_checkpoint(self.checkpoint_dir / "best.pt", content, self.run_dir)
 
     # ------------------------------------------------------------------ measurement
 
@@ -272,15 +381,15 @@ class Run:
         self.progress.step += 1
         return outputs.detach(), loss.detach()
 
-    def _train_epoch(self, epoch: int, log: MetricsLog) -> None:
+    def _train_epoch(self, epoch: int, log: MetricsLog, state: EpochState, stop: SignalCatcher) -> None:
+        """Train one epoch from `self.progress.batch` on; a stop signal saves mid-epoch and raises."""
         self.train_loader.set_epoch(epoch)
         self.network.train()
         interval = int(self.cfg.log_interval)
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = batches = 0
+        first = self.progress.batch
         bar = tqdm(
-            self.train_loader,
+            self.train_loader.batches(first),
+            total=len(self.train_loader) - first,
             desc=f"epoch {epoch + 1}/{self.schedule.epochs}",
             disable=not (self.is_main and bool(option(self.cfg, "progress", True))),
             leave=False,
@@ -288,20 +397,22 @@ class Run:
         )
         for inputs, labels in bar:
             outputs, loss = self.train_step(inputs, labels)
-            loss_sum += loss
-            correct += (outputs.argmax(1) == labels).sum()
-            seen += len(labels)
-            batches += 1
-            if self.progress.step % interval == 0:
-                mean_loss = float(loss_sum) / batches
-                if not torch.isfinite(loss_sum):
-                    self._stop_on_divergence(mean_loss)
+            self.progress.batch += 1
+            state.loss_sum += loss
+            state.correct += (outputs.argmax(1) == labels).sum()
+            state.seen += len(labels)
+            state.batches += 1
+            logged = self.progress.step % interval == 0
+            if logged:
+                mean_loss = float(state.loss_sum) / state.batches
+                if not torch.isfinite(state.loss_sum):
+                    self._stop_on_divergence(f"the loss became {mean_loss}")
                 record = {
                     "split": "train",
                     "step": self.progress.step,
                     "epoch": epoch + 1,
                     "loss": mean_loss,
-                    "accuracy": int(correct) / seen,
+                    "accuracy": int(state.correct) / state.seen,
                     "lr": self.optimizer.param_groups[0]["lr"],
                     "density": self.masking.stats.total_density,
                     "prune_rate": self.masking.prune_rate,
@@ -313,20 +424,38 @@ class Run:
                     density=f"{record['density']:.4f}",
                     lr=f"{record['lr']:.2e}",
                 )
-                loss_sum.zero_()
-                correct.zero_()
-                seen = batches = 0
-        if seen and not torch.isfinite(loss_sum):
-            self._stop_on_divergence(float(loss_sum))
+                state.loss_sum.zero_()
+                state.correct.zero_()
+                state.seen = state.batches = 0
+            if self.progress.batch < len(self.train_loader) and self._stop_now(stop, logged):
+                self.save(best=False, mid_epoch=state)
+                raise StopRequested(int(stop.signum or 15), self.progress.step, self._kept_message())
+        if state.seen and not torch.isfinite(state.loss_sum):
+            self._stop_on_divergence(f"the loss became {float(state.loss_sum)}")
 
-    def _stop_on_divergence(self, value: float) -> None:
+    def _stop_now(self, stop: SignalCatcher, logged: bool) -> bool:
+        """Whether to stop after this step: at once in one process; under DDP every rank must stop at the
+        same step, so they agree at the steps where the loss is read anyway (every `log_interval`)."""
+        if not distributed.is_active():
+            return stop.signum is not None
+        if not logged:
+            return False
+        stopping = distributed.any_rank(stop.signum is not None)
+        if stopping and stop.signum is None:
+            stop.signum = 15  # another rank was signalled
+        return stopping
+
+    def _kept_message(self) -> str:
+        return f"its checkpoint is in {self.checkpoint_dir}"
+
+    def _stop_on_divergence(self, what: str) -> None:
         kept = (
             f"the last good checkpoint is kept in {self.checkpoint_dir}"
             if (self.checkpoint_dir / "last.pt").exists()
             else "no epoch finished, so no checkpoint was written"
         )
         raise SparseLearningError(
-            f"training diverged: the loss became {value} near step {self.progress.step}; {kept}; "
+            f"training diverged: {what} near step {self.progress.step}; {kept}; "
             f"lower optimizer.lr (now {self.cfg.optimizer.lr}) and run again"
         )
 
@@ -354,6 +483,18 @@ class Run:
         return metrics
 
     def execute(self) -> dict[str, Any]:
+        lock = directory.RunLock(self.run_dir) if self.is_main else None
+        with SignalCatcher() as stop:
+            try:
+                if lock is not None:
+                    lock.acquire()
+                    self._check_directory()  # again, now that no other process can change it
+                return self._execute(stop)
+            finally:
+                if lock is not None:
+                    lock.release()
+
+    def _execute(self, stop: SignalCatcher) -> dict[str, Any]:
         resumed = self.try_resume()
         log = MetricsLog(self.run_dir, self.progress.step if resumed else None, enabled=self.is_main)
         try:
@@ -361,9 +502,18 @@ class Run:
             val_interval = max(1, int(option(self.cfg, "val_interval", 1)))
             for epoch in range(self.progress.epoch, self.schedule.epochs):
                 started = time.perf_counter()
-                previous = {name: mask.clone() for name, mask in self.masking.mask_dict.items()}
-                self._train_epoch(epoch, log)
-                log.write(self._mask_record(epoch, previous))
+                state = self.epoch_state or EpochState(
+                    {name: mask.clone() for name, mask in self.masking.mask_dict.items()},
+                    torch.zeros((), device=self.device),
+                    torch.zeros((), device=self.device, dtype=torch.long),
+                )
+                self.epoch_state = None
+                try:
+                    self._train_epoch(epoch, log, state, stop)
+                finally:
+                    self.progress.wall_time_s += time.perf_counter() - started
+                started = time.perf_counter()
+                log.write(self._mask_record(epoch, state.start_masks))
                 last = epoch + 1 == self.schedule.epochs
                 best = False
                 if (epoch + 1) % val_interval == 0 or last:
@@ -372,17 +522,22 @@ class Run:
                     if best:
                         self.progress.best_val_accuracy = self.progress.val["accuracy"]
                 self.progress.epoch = epoch + 1
+                self.progress.batch = 0
                 self.progress.wall_time_s += time.perf_counter() - started
                 self.save(best)
                 distributed.barrier()
+                if not last and self._stop_now(stop, logged=True):
+                    raise StopRequested(int(stop.signum or 15), self.progress.step, self._kept_message())
             return self._finish(log)
         finally:
             log.close()
 
     def _write_config(self) -> None:
         if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg))
+            files.write_text(self.run_dir / directory.CONFIG, OmegaConf.to_yaml(self.cfg, resolve=True), self.run_dir)
+            files.write_text(
+                self.run_dir / directory.IDENTITY, json.dumps(self.identity, indent=2) + "\n", self.run_dir
+            )
 
     def _finish(self, log: MetricsLog) -> dict[str, Any]:
         test = evaluate(self.model, self.test_loader, self.memory_format)
@@ -396,7 +551,7 @@ class Run:
         summary = {
             "method": str(self.cfg.masking.name),
             "dataset": str(self.cfg.dataset.name),
-            "model": _identity(self.cfg)["model"],
+            "model": _model_name(self.cfg),
             "seed": int(self.cfg.seed),
             "epochs": self.schedule.epochs,
             "steps": self.progress.step,
@@ -416,12 +571,16 @@ class Run:
             "itop_rate": itop,
             "wall_time_s": self.progress.wall_time_s,
             "layer_density": layer_densities(self.masking.mask_dict),
+            **self.identity,
         }
+        summary = _json_safe(summary)
         if self.is_main:
             # The final masks alone (a few hundred kB): what a lottery-ticket restart needs, kept when
             # checkpoints are not.
-            torch.save({"masks": self.masking.state_dict()["masks"]}, self.run_dir / "final_masks.pt")
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            masks = {"masks": self.masking.state_dict()["masks"]}
+            atomic_save(masks, self.run_dir / directory.FINAL_MASKS, self.run_dir)
+            text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
+            files.write_text(self.run_dir / directory.SUMMARY, text, self.run_dir)
             if bool(option(self.cfg, "plots", True)):
                 from sparselearning.viz.run_plots import plot_run
 

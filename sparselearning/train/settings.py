@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from sparselearning.errors import (
     SparseLearningError,
@@ -27,6 +27,7 @@ METHODS = ("Dense", "Small_Dense", "Static", "SET", "SNFS", "RigL", "RigL_reinit
 DYNAMIC = ("SET", "SNFS", "RigL", "RigL_reinit")
 FROM_SAVED_MASKS = ("Lottery", "RigL_reinit")
 DECAYS = ("cosine", "linear", "magnitude-prune")
+MIXED_PRECISION = ("false", "off", "true", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -47,21 +48,72 @@ def option(cfg: DictConfig, key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def _number(value: Any, name: str, minimum: float, inclusive: bool) -> float:
-    """A finite number at or above (or strictly above) `minimum`, else one clear error."""
+def _number(value: Any, name: str, minimum: float, inclusive: bool = True, maximum: float | None = None) -> float:
+    """A finite number at or above (or strictly above) `minimum`, and at most `maximum`, else one clear error."""
     bound = ">=" if inclusive else ">"
+    allowed = f"a number {bound} {minimum:g}" + ("" if maximum is None else f" and <= {maximum:g}")
+    if isinstance(value, bool):
+        raise SparseLearningError(f"{name} must be {allowed}, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise SparseLearningError(f"{name} must be a number {bound} {minimum:g}, got {value!r}") from None
-    if not math.isfinite(number) or number < minimum or (not inclusive and number == minimum):
-        raise SparseLearningError(f"{name} must be a number {bound} {minimum:g}, got {value!r}")
+        raise SparseLearningError(f"{name} must be {allowed}, got {value!r}") from None
+    too_small = number < minimum or (not inclusive and number == minimum)
+    if not math.isfinite(number) or too_small or (maximum is not None and number > maximum):
+        raise SparseLearningError(f"{name} must be {allowed}, got {value!r}")
     return number
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Refuse bad settings before anything is loaded or written."""
-    masking = cfg.masking
+def _whole(value: Any, name: str, minimum: int) -> int:
+    """A whole number (an int, not a bool or float) of at least `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SparseLearningError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def _boolean(value: Any, name: str) -> bool:
+    """true or false, nothing else (`resume=maybe` and `resume=no` are refused, not read as true)."""
+    if not isinstance(value, bool):
+        raise SparseLearningError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+# Largest learning rate accepted: beyond it every step overflows (1e40 ended in a traceback).
+MAX_LR = 100.0
+BOOLEAN_KEYS = ("resume", "progress", "plots", "verify_sync")
+
+
+def _check_optimizer(optimizer: DictConfig) -> None:
+    check_choice("optimizer", optimizer.name, ("SGD", "Adam"))
+    check_positive_int(optimizer.epochs, "optimizer.epochs")
+    check_positive_int(optimizer.training_multiplier, "optimizer.training_multiplier")
+    _number(optimizer.lr, "optimizer.lr", minimum=0.0, inclusive=False, maximum=MAX_LR)
+    bounded = {"weight_decay": 1.0, "label_smoothing": 1.0, "decay_factor": None}
+    for key, maximum in bounded.items():
+        if option(optimizer, key) is not None:
+            _number(optimizer[key], f"optimizer.{key}", minimum=0.0, maximum=maximum)
+    if option(optimizer, "warmup_steps") is not None:
+        _whole(optimizer.warmup_steps, "optimizer.warmup_steps", 0)
+    if option(optimizer, "decay_frequency") is not None:
+        _whole(optimizer.decay_frequency, "optimizer.decay_frequency", 1)
+    if optimizer.name == "SGD":
+        momentum = _number(optimizer.momentum, "optimizer.momentum", minimum=0.0, maximum=1.0)
+        nesterov = _boolean(optimizer.nesterov, "optimizer.nesterov")
+        if nesterov and momentum == 0:
+            raise SparseLearningError(
+                "optimizer.nesterov=true needs optimizer.momentum > 0; set optimizer.nesterov=false for plain SGD"
+            )
+    else:
+        betas = option(optimizer, "betas", [0.9, 0.999])
+        if not isinstance(betas, (list, tuple, ListConfig)) or len(betas) != 2:
+            raise SparseLearningError(f"optimizer.betas must be two numbers in [0, 1), got {betas!r}")
+        for beta in betas:
+            if _number(beta, "optimizer.betas", minimum=0.0, maximum=1.0) == 1.0:
+                raise SparseLearningError(f"optimizer.betas must be two numbers in [0, 1), got {list(betas)!r}")
+        _number(option(optimizer, "eps", 1e-8), "optimizer.eps", minimum=0.0, inclusive=False)
+
+
+def _check_masking(masking: DictConfig) -> None:
     name = check_choice("masking", masking.name, METHODS)
     if name not in ("Dense",) and name not in FROM_SAVED_MASKS:
         check_density(masking.density, "masking.density")
@@ -85,17 +137,42 @@ def check_config(cfg: DictConfig) -> None:
         check_choice("masking.apply_when", masking.apply_when, ("step_end", "epoch_end"))
     if name in DYNAMIC or name == "Pruning":
         check_positive_int(masking.interval, "masking.interval (update interval)")
-    optimizer = cfg.optimizer
-    check_choice("optimizer", optimizer.name, ("SGD", "Adam"))
-    check_positive_int(optimizer.epochs, "optimizer.epochs")
-    check_positive_int(optimizer.training_multiplier, "optimizer.training_multiplier")
-    _number(optimizer.lr, "optimizer.lr", minimum=0.0, inclusive=False)
-    for key in ("weight_decay", "momentum", "label_smoothing", "decay_factor"):
-        if option(optimizer, key) is not None:
-            _number(optimizer[key], f"optimizer.{key}", minimum=0.0, inclusive=True)
-    check_positive_int(cfg.dataset.batch_size, "dataset.batch_size")
+    for key in ("start_when", "end_when"):
+        if option(masking, key) is not None:
+            _whole(masking[key], f"masking.{key}", 0)
+    for key in ("shuffle", "dense_gradients", "low_memory", "keep_grown_momentum"):
+        if option(masking, key) is not None:
+            _boolean(masking[key], f"masking.{key}")
+
+
+def _check_dataset(dataset: DictConfig) -> None:
+    check_positive_int(dataset.batch_size, "dataset.batch_size")
+    if option(dataset, "test_batch_size") is not None:
+        check_positive_int(dataset.test_batch_size, "dataset.test_batch_size")
+    if option(dataset, "val_fraction") is not None:
+        _number(dataset.val_fraction, "dataset.val_fraction", minimum=0.0, inclusive=False, maximum=0.9)
+    if option(dataset, "augment") is not None:
+        _boolean(dataset.augment, "dataset.augment")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse bad settings before anything is loaded or written."""
+    _check_masking(cfg.masking)
+    _check_optimizer(cfg.optimizer)
+    _check_dataset(cfg.dataset)
     check_positive_int(cfg.log_interval, "log_interval")
+    check_positive_int(option(cfg, "val_interval", 1), "val_interval")
+    _number(option(cfg, "distributed_timeout_s", 300), "distributed_timeout_s", minimum=1.0)
+    for key in BOOLEAN_KEYS:
+        if option(cfg, key) is not None:
+            _boolean(cfg[key], key)
     check_choice("device", str(cfg.device), ("auto", "cpu", "cuda"))
+    mixed = option(cfg, "mixed_precision", False)
+    if mixed is not False and str(mixed).lower() not in MIXED_PRECISION:
+        raise SparseLearningError(f"mixed_precision must be false, true, bf16 or fp16, got {mixed!r}")
+    channels_last = option(cfg, "channels_last", "auto")
+    if channels_last != "auto" and not isinstance(channels_last, bool):
+        raise SparseLearningError(f"channels_last must be auto, true or false, got {channels_last!r}")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise SparseLearningError(f"seed must be a whole number >= 0, got {cfg.seed!r}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from sparselearning.runs.files import write_atomic
 from sparselearning.train.logs import read_metrics
+
+
+def save_figure(figure: plt.Figure, path: Path, root: Path | None = None) -> None:
+    """Render `figure` as PNG and write it atomically (never through a link below `root`), then close it."""
+    buffer = io.BytesIO()
+    try:
+        figure.savefig(buffer, format="png", dpi=120)
+    finally:
+        plt.close(figure)
+    write_atomic(Path(path), lambda stream: stream.write(buffer.getvalue()), root)
 
 
 def _series(records: list[dict[str, Any]], split: str, key: str) -> tuple[list[float], list[float]]:
@@ -18,7 +30,7 @@ def _series(records: list[dict[str, Any]], split: str, key: str) -> tuple[list[f
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def plot_training_curves(records: list[dict[str, Any]], title: str, path: Path) -> None:
+def plot_training_curves(records: list[dict[str, Any]], title: str, path: Path, root: Path | None = None) -> None:
     """Loss, accuracy, learning rate and density against the training step, in one 2x2 figure."""
     figure, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
     panels = [
@@ -38,11 +50,10 @@ def plot_training_curves(records: list[dict[str, Any]], title: str, path: Path) 
         if any(legend for _, legend in splits):
             axis.legend()
     figure.suptitle(title)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path, root)
 
 
-def plot_layer_densities(densities: dict[str, float], title: str, path: Path) -> None:
+def plot_layer_densities(densities: dict[str, float], title: str, path: Path, root: Path | None = None) -> None:
     """One bar per masked layer, in model order, with the overall density as a line."""
     names = list(densities)
     figure, axis = plt.subplots(figsize=(max(6.0, 0.45 * len(names) + 3), 4.5), constrained_layout=True)
@@ -53,16 +64,14 @@ def plot_layer_densities(densities: dict[str, float], title: str, path: Path) ->
     axis.set_ylim(0, 1.05)
     axis.set_title(title)
     axis.grid(axis="y", alpha=0.3)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path, root)
 
 
 def plot_run(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
     """Both figures of a finished run; returns their paths."""
     folder = Path(run_dir) / "plots"
-    folder.mkdir(parents=True, exist_ok=True)
     title = f"{summary['method']} on {summary['dataset']} / {summary['model']}, density {summary['density']:.4f}"
     curves, layers = folder / "training_curves.png", folder / "layer_density.png"
-    plot_training_curves(read_metrics(Path(run_dir) / "metrics.jsonl"), title, curves)
-    plot_layer_densities(summary["layer_density"], title, layers)
+    plot_training_curves(read_metrics(Path(run_dir) / "metrics.jsonl"), title, curves, Path(run_dir))
+    plot_layer_densities(summary["layer_density"], title, layers, Path(run_dir))
     return [curves, layers]
