@@ -68,6 +68,12 @@ def check_usable(run_dir: Path) -> bool:
     entries = _listing(run_dir)
     if not entries:
         return False
+    links = [name for name in entries if (run_dir / name).is_symlink()]
+    if links:
+        raise SparseLearningError(
+            f"the run directory {run_dir} holds symbolic links ({', '.join(links[:5])}); a run never writes "
+            "through links: remove them or give another hydra.run.dir"
+        )
     foreign = [name for name in entries if name not in RUN_ENTRIES and not name.startswith(".")]
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")

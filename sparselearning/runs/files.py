@@ -126,11 +126,18 @@ def read_text(path: Path, limit: int = MAX_TEXT_BYTES) -> str:
 
 
 def load_yaml_data(text: str, what: str) -> Any:
-    """YAML as plain data (`yaml.safe_load`): no object tags; `${...}` stays a literal string."""
+    """YAML as plain data (`yaml.safe_load`): no object tags; `${...}` stays a literal string.
+
+    Aliases are refused: a configuration never needs them, and nested aliases (a "billion laughs" file)
+    expand exponentially in anything that walks the data.
+    """
     try:
-        return yaml.safe_load(text)
+        aliased = any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader))
+        if not aliased:
+            return yaml.safe_load(text)
     except (yaml.YAMLError, RecursionError, ValueError) as error:
         raise SparseLearningError(f"cannot read {what}: {_reason(error)}") from None
+    raise SparseLearningError(f"cannot read {what}: YAML aliases (*name) are not allowed in a run's files")
 
 
 def read_yaml_data(path: Path) -> Any:

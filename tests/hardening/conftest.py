@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from sparselearning.cli import main
+from sparselearning.runs.directory import LOCK
 from tests.train.conftest import SMALL
 
 # Hydra's own records of an invocation: rewritten by every run into the same directory (see test_bad_input).
@@ -63,11 +64,12 @@ Snapshot = dict[str, tuple[int, bytes]]
 
 
 def snapshot(root: Path) -> Snapshot:
-    """Every file under `root`: relative path -> (mtime in ns, bytes)."""
+    """Every file under `root`: relative path -> (mtime in ns, bytes); the trainer's lock file (`.lock`,
+    which holds the pid of the last process that took it) is not a result and is left out."""
     return {
         path.relative_to(root).as_posix(): (path.stat().st_mtime_ns, path.read_bytes())
         for path in sorted(root.rglob("*"))
-        if path.is_file()
+        if path.is_file() and path.name != LOCK
     }
 
 
