@@ -11,6 +11,7 @@ Signature: <func>(masking, mask, weight, name) -> pruned bool mask. The number r
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from functools import partial
@@ -49,35 +50,54 @@ def magnitude_prune(masking: Masking, mask: torch.Tensor, weight: torch.Tensor, 
     return pruned
 
 
+def _global_removal_count(masking: Masking, total_nonzero: int, total_active: int) -> int:
+    """How many weights one global prune removes: down to the schedule's exact count when the decay gives
+    one (gradual pruning's `target_nonzero`), else `round(prune_rate * total_params)`; never more than
+    are active."""
+    decay = masking.prune_rate_decay
+    target_nonzero = getattr(decay, "target_nonzero", None)
+    if getattr(decay, "mode", "current") == "cumulative" and callable(target_nonzero):
+        count = total_nonzero - target_nonzero(masking.total_params)
+    else:
+        count = round(masking.prune_rate * masking.total_params)
+    return max(0, min(total_active, count))
+
+
 def global_magnitude_prune(masking: Masking) -> int:
     """Global Magnitude (L1) pruning. Modifies in-place.
 
-    Removes `round(masking.prune_rate * masking.total_params)` weights, the smallest |w| among the active
-    weights of every prunable layer, as if by one global threshold (exact count; ties towards lower indices).
+    Removes the smallest |w| among the active weights of every prunable layer, as if by one global threshold
+    but by exact count (k-th smallest over the active weights, never a comparison with a threshold, so ties
+    cannot make it miss; ties go towards lower indices). The count: with a cumulative decay that gives an
+    exact target (`MagnitudePruneDecay.target_nonzero`), what brings the network's active weights down to
+    that target; else `round(masking.prune_rate * masking.total_params)`.
 
     :param masking: Masking instance
     :return: number of weights removed
     """
+    stats = masking.stats  # read once: the masks change below
     names = masking.prunable_names()
-    total_active = sum(masking.stats.nonzeros_dict[name] for name in names)
-    count = min(total_active, round(masking.prune_rate * masking.total_params))
-    masking.stats.removed_dict = dict.fromkeys(masking.mask_dict, 0)
+    total_active = sum(stats.nonzeros_dict[name] for name in names)
+    count = _global_removal_count(masking, stats.total_nonzero, total_active)
+    stats.removed_dict = dict.fromkeys(masking.mask_dict, 0)
     if count <= 0:
         return 0
     actives = [active_indices(masking.mask_dict[name]) for name in names]
+    # one dtype that holds every layer's magnitudes exactly (at least float32)
+    dtype = functools.reduce(torch.promote_types, (masking.params[name].dtype for name in names), torch.float32)
     magnitudes = torch.cat(
         [
-            masking.params[name].detach().reshape(-1).take(idx).abs().float()
-            for name, idx in zip(names, actives, strict=False)
+            masking.params[name].detach().reshape(-1).take(idx).abs().to(dtype)
+            for name, idx in zip(names, actives, strict=True)
         ]
     )
     chosen = bottomk_indices(magnitudes, count)
     offset = 0
-    for name, idx in zip(names, actives, strict=False):
+    for name, idx in zip(names, actives, strict=True):
         upper = offset + idx.numel()
         local = chosen[(chosen >= offset) & (chosen < upper)] - offset
         masking.mask_dict[name].view(-1).index_fill_(0, idx.take(local), False)
-        masking.stats.removed_dict[name] = local.numel()
+        stats.removed_dict[name] = local.numel()
         offset = upper
     return count
 

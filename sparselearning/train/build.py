@@ -14,7 +14,7 @@ from torch import nn
 from sparselearning.core import Masking
 from sparselearning.data.registry import DatasetInfo
 from sparselearning.errors import SparseLearningError, check_choice
-from sparselearning.funcs.decay import CosineDecay, Decay, LinearDecay, MagnitudePruneDecay
+from sparselearning.funcs.decay import CosineDecay, Decay, LinearDecay, MagnitudePruneDecay, pruning_steps
 from sparselearning.models import registry as model_registry
 from sparselearning.train.settings import Schedule, option
 
@@ -132,16 +132,34 @@ def resolve_mask_path(path: str | Path) -> Path:
     return candidate
 
 
+def pruning_end(schedule: Schedule) -> int:
+    """The last step at which gradual pruning may prune: `end_when`, or the run's last step when `end_when`
+    is the step count itself (steps are numbered from 0, so that step never comes).
+
+    Refuses, in one line, a window in which no update step falls, so a run never silently stays dense.
+    """
+    assert schedule.update_frequency is not None and schedule.end_when is not None
+    last = min(schedule.end_when, schedule.total_steps - 1)
+    steps = pruning_steps(schedule.start_when, last, schedule.update_frequency)
+    if not steps:
+        raise SparseLearningError(
+            f"masking=Pruning would never prune: no multiple of the update interval ({schedule.update_frequency} "
+            f"steps) lies between masking.start_when={schedule.start_when} and step {last} (masking.end_when or "
+            "the run's last step); lower masking.interval or widen start_when..end_when"
+        )
+    return last
+
+
 def _decay(masking_cfg: DictConfig, schedule: Schedule) -> Decay | None:
     kind = option(masking_cfg, "decay_schedule", "cosine")
     if masking_cfg.name == "Pruning":
-        interval = schedule.update_frequency or 1
+        assert schedule.update_frequency is not None
         return MagnitudePruneDecay(
             initial_sparsity=0.0,
             final_sparsity=1.0 - float(masking_cfg.density),
-            T_max=schedule.end_when,
+            T_max=pruning_end(schedule),
             T_start=schedule.start_when,
-            interval=interval,
+            interval=schedule.update_frequency,
         )
     if schedule.update_frequency is None:
         return None
@@ -176,7 +194,8 @@ def build_masking(cfg: DictConfig, model: nn.Module, optimizer: torch.optim.Opti
             "redistribution_mode": option(settings, "redistribution_mode", "none"),
         }
         density = 1.0 if lottery_path is not None else float(settings.density)
-    end_when = schedule.end_when + 1 if (name == "Pruning" and schedule.end_when is not None) else schedule.end_when
+    # Pruning's end is inclusive (its last pruning step); Masking's `end_when` is the first step without updates.
+    end_when = pruning_end(schedule) + 1 if name == "Pruning" else schedule.end_when
     masking = Masking(
         optimizer,
         _decay(settings, schedule),

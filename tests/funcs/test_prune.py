@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf
 from torch import nn
 
+from sparselearning import methods
+from sparselearning.core import Masking
+from sparselearning.errors import SparseLearningError
+from sparselearning.funcs.decay import MagnitudePruneDecay
 from sparselearning.funcs.prune import (
     global_magnitude_prune,
     magnitude_prune,
     registry,
     struct_magnitude_prune,
 )
+from sparselearning.train.build import build_masking
+from sparselearning.train.settings import Schedule
 from tests.helpers import linear_with, masking_for
 
 
@@ -88,3 +98,106 @@ def test_struct_prune_removes_whole_kernels_by_criterion() -> None:
     by_max = registry["struct-magnitude-max"](masking, mask, conv.weight, "0.weight")
     assert by_max.view(4, 4).all(dim=1).tolist() == [False, True, True, False]
     assert all(row.all() or not row.any() for row in by_mean.view(4, 4)), "kernels removed whole"
+
+
+def test_global_prune_with_a_pruning_schedule_removes_down_to_its_exact_target() -> None:
+    weight = torch.arange(1.0, 31.0).view(3, 10)
+    masking = _dense_masking(weight)
+    # the rate alone (0.95 of 30 = 28.5 weights) rounds to 28; the schedule's exact target is round(0.05 * 30) = 2
+    masking.prune_rate_decay = MagnitudePruneDecay(final_sparsity=1 - 0.05, T_max=10, T_start=0, interval=10)
+    masking.prune_rate_decay.step(10, current_sparsity=0.0)
+    assert round(masking.prune_rate * 30) == 28
+    assert global_magnitude_prune(masking) == 28
+    masking._refresh()
+    assert masking.stats.total_nonzero == 2 == round(0.05 * 30)
+    assert masking.mask_dict["0.weight"].view(-1).nonzero().view(-1).tolist() == [28, 29], "the two largest"
+    assert global_magnitude_prune(masking) == 0, "already at the target: nothing more"
+
+
+def _tiny_model(tied: bool) -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5, bias=False), nn.ReLU(), nn.Linear(5, 3))
+    if tied:  # three magnitudes only: most of the weights tie with others
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.copy_(torch.randint(-1, 2, parameter.shape).float() * 0.5)
+    return model
+
+
+def _gradual_pruning(route: str, model: nn.Module, optimizer, density, total_steps, interval, fractions) -> Masking:
+    """A pruning Masking as `methods.pruning` builds it, or as `sparselearning train masking=Pruning` does
+    (whose settings turn the same fractions into steps the same way)."""
+    start_fraction, end_fraction = fractions
+    if route == "methods":
+        return methods.pruning(
+            model,
+            optimizer,
+            density=density,
+            total_steps=total_steps,
+            interval=interval,
+            start_fraction=start_fraction,
+            end_fraction=end_fraction,
+        )
+    cfg = OmegaConf.create({"seed": 0, "masking": {"name": "Pruning", "density": density}})
+    start, end = int(start_fraction * total_steps), int(end_fraction * total_steps)
+    return build_masking(cfg, model, optimizer, Schedule(1, total_steps, total_steps, interval, start, end))
+
+
+def _exact_pruning_run(route, total_steps, interval, fractions, density, tied) -> None:
+    """Train a tiny model with gradual pruning; the count is exact from the last update step that happens on,
+    or the set-up refuses a schedule in which no update step happens."""
+    model = _tiny_model(tied)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0 if tied else 0.05, momentum=0.9)
+    start, end = (int(fraction * total_steps) for fraction in fractions)
+    last_step = min(end, total_steps - 1)  # steps are 0 .. total_steps - 1
+    updates = [t for t in range(max(start, 1), last_step + 1) if t % interval == 0]
+    if not updates:
+        with pytest.raises(SparseLearningError, match="prun"):
+            _gradual_pruning(route, model, optimizer, density, total_steps, interval, fractions)
+        return
+    masking = _gradual_pruning(route, model, optimizer, density, total_steps, interval, fractions)
+    target = round(density * masking.total_params)
+    counts = []
+    generator = torch.Generator().manual_seed(total_steps)
+    for _ in range(total_steps):
+        inputs, labels = torch.randn(4, 6, generator=generator), torch.randint(0, 3, (4,), generator=generator)
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(inputs), labels).backward()
+        masking.step()
+        counts.append(masking.stats.total_nonzero)
+    assert counts == sorted(counts, reverse=True), "pruning only removes"
+    assert counts[updates[-1]] == target, "the target is reached at the last update step"
+    assert counts[-1] == target == sum(int(mask.sum()) for mask in masking.mask_dict.values())
+
+
+# (end, start) in hundredths of the run, start before end
+WINDOWS = st.integers(1, 100).flatmap(lambda end: st.tuples(st.integers(0, end - 1), st.just(end)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    total_steps=st.integers(2, 40),
+    interval=st.integers(1, 12),
+    window=WINDOWS,
+    density=st.integers(1, 1000).map(lambda k: k / 1000),
+    route=st.sampled_from(["methods", "build"]),
+    tied=st.booleans(),
+)
+def test_gradual_pruning_ends_at_exactly_round_density_times_total(
+    total_steps, interval, window, density, route, tied
+) -> None:
+    fractions = (window[0] / 100, window[1] / 100)
+    start, end = (int(fraction * total_steps) for fraction in fractions)
+    assume(start < end)  # what both routes accept; the rest are refused before any Masking exists
+    assume(route == "build" or end < total_steps)  # methods.pruning at end_fraction=1: see the test below
+    _exact_pruning_run(route, total_steps, interval, fractions, density, tied)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="methods.pruning schedules its last prune at step total_steps, which never comes, when "
+    "end_fraction=1 and interval divides total_steps (it needs end_when = min(end, total_steps - 1))",
+)
+def test_methods_pruning_to_the_end_of_training_is_exact() -> None:
+    _exact_pruning_run("methods", total_steps=20, interval=5, fractions=(0.0, 1.0), density=0.1, tied=False)
