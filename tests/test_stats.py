@@ -22,3 +22,12 @@ def test_round_trip_and_unknown_field() -> None:
     assert copy == stats
     with pytest.raises(KeyError, match="unexpected LayerStats field"):
         copy.load_state_dict({"bogus": 1})
+
+
+def test_model_weight_counts_are_measurements_not_state() -> None:
+    stats = LayerStats()
+    assert stats.model_weight_density == 0.0
+    stats.set_model_counts(30, 120)
+    assert (stats.model_weight_nonzero, stats.model_weight_total, stats.model_weight_density) == (30, 120, 0.25)
+    assert "model_weight_nonzero" not in stats.state_dict() and "model_weight_total" not in stats.state_dict()
+    assert stats == LayerStats(), "two stats of the same masks are equal whatever the weights"
