@@ -4,7 +4,11 @@
 
 It runs `sparselearning report` on each grid's runs (CSV, tables and plots under `results/<grid>/report/`),
 copies the accuracy-vs-density plot into `docs/img/`, and writes the comparison with DESIGN.md §7's
-published figures, flagging every gap of more than 0.1 percentage point.
+published figures, flagging every gap of more than 0.1 percentage point, and with what the original sparse
+momentum code reaches when run here.
+
+Where the page picks one variant of a method to stand for it (the headline table, the targets), it picks by
+validation accuracy, never by test accuracy: `choose_by_validation`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import csv
 import shutil
 import statistics
 import sys
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -53,6 +58,21 @@ PUBLISHED = {
 }
 TARGETS = {0.05: 98.55, 0.02: 98.25, 0.01: 97.6}
 
+# Dettmers & Zettlemoyer's own sparse momentum code (their `sparse_learning` repository at commit e19ff16), run
+# with its own defaults on our MNIST copy, on this project's kind of machine, one thread per run: test accuracy %
+# of the final model (after epoch 100), seeds 0, 1, 2, ... in order.
+REFERENCE_CODE_RUNS = {
+    0.02: (97.79, 97.93, 98.20, 98.09, 97.87),
+    0.05: (98.42, 98.23, 98.50),
+}
+
+# The grids whose variants may stand for a method in the headline: LeNet-300-100 on MNIST with one recipe (the
+# ablation grids repeat the main grid's, a test checks it), seeds 0-2. `mnist_more_seeds` reruns some of these
+# variants on seeds 3-5 and is left out, so every candidate is judged on the same seeds.
+HEADLINE_GRIDS = ("mnist_lenet300_100", "mnist_ablations", "mnist_two_percent", "mnist_rigl_interval")
+HEADLINE_FAMILIES = ("RigL", "SNFS", "Pruning")
+HEADLINE_DENSITIES = (0.05, 0.02, 0.01)
+
 MNIST_DIFFERENCES = """### Where our numbers differ from the published ones
 
 The dense baseline matches (98.68 against 98.69). With the seed project's schedules, our SNFS sits 0.05-0.15
@@ -66,14 +86,15 @@ time; none moves the mean by more than its noise (0.03-0.05 standard error of a 
   as their code does): SNFS_dettmers.
 
 RigL on SNFS's schedule (RigL_ERK_per_epoch: one update per epoch, drop fraction 0.5, until the end, ERK initial
-layer densities, gradient growth, no redistribution) has the best test accuracy among the sparse-from-scratch
-variants at 5% and 1%, at a seventh of SNFS's training FLOPs (about 0.05x dense against 0.35-0.37x). It meets the
-1% target (97.71) and the 5% one only just (98.553 against 98.55). At 2% it has the best validation accuracy
-(98.49) but not the best test accuracy: SET_ERK (98.21) and SNFS_ERK (98.13) are ahead of its 98.11, and none
-reaches 98.25; nor do the four variants aimed at it (their sections below, best 98.18), and on six seeds the
-best 2% means are about 98.15 (section "three more seeds"). It was picked after seeing
-test accuracy at 5% among the four schedules of the ablation grid, and its validation accuracy there is not above
-RigL (ERK)'s with the default schedule: read its 0.1-point lead at 5% as within noise until more seeds confirm it.
+layer densities, gradient growth, no redistribution) has the best validation accuracy of the RigL variants at 10,
+2 and 1%, at a seventh of SNFS's training FLOPs (about 0.05x dense against 0.35-0.37x), and meets the 1% target
+(97.71). At 2% it has the best validation accuracy of every RigL and SNFS variant (98.49) and 98.11 on test, short
+of 98.25; no RigL or SNFS variant reaches the 2% target on test either (best 98.18, SNFS_ERK_dettmers), and on six
+seeds the best 2% means are about 98.15 (section "three more seeds"). At 5% it is third of the RigL variants on
+validation (98.65, behind RigL_ERK_to_end's 98.71 and RigL_ERK's 98.69) while it has their best test accuracy
+(98.55). This page and the README once picked it by that test figure, after seeing test accuracy at 5% among the
+four schedules of the ablation grid, and called the 5% target met; chosen by validation, the 5% target row is
+SNFS_ERK (validation 98.72, test 98.43), and the 5% target is not met.
 What does beat the published figures at every density is gradual magnitude pruning (98.61, 98.45 and 98.06 at 5, 2
 and 1%), which starts dense and so finds a better layer allocation (it keeps 42-53% of the output layer, SNFS
 grows it to 80-100%); its lottery-ticket restart, static on that allocation, matches or beats them too (98.52,
@@ -140,6 +161,17 @@ the order within the 90.9-91.4 band is not meaningful. The FLOPs columns matter 
 at 20% of the weights SNFS costs 0.85x Dense's inference FLOPs, because momentum redistribution moves weights
 into the conv layers, where one weight costs a multiply-add at every output position; RigL_ERK, which keeps its
 ERK allocation, costs 0.29x, and gradual pruning ends at 0.42x."""
+
+HEADLINE_INTRO = """One row per method and density. For RigL, SNFS and gradual pruning, the row is the variant (our
+run directory name) with the best validation accuracy among every variant run at that density on seeds 0-2 in the
+main grid, the ablations, the 2% variants and RigL's intervals (the grids below). Validation accuracy is the mean
+over seeds of each run's `val_accuracy`: the final model's accuracy on the held-out validation split (the last 10%
+of the training images), the same model whose test accuracy is shown. Neither test accuracy nor the best epoch's
+validation accuracy (`best_val_accuracy`) plays any part in the choice. Published: Dettmers & Zettlemoyer's sparse
+momentum figure at that density. Original code here: their own code run on this machine (next paragraph)."""
+
+TARGETS_INTRO = """Each target is judged on the RigL or SNFS variant with the best validation accuracy at that
+density, chosen as above; its test accuracy (mean of seeds 0-2) has to reach the target."""
 
 TWO_PERCENT_FINDINGS = """Both variants were chosen, and their grid written, before either ran
 (`experiments/grids/mnist_two_percent.yaml` says why each); both are judged by validation accuracy against
@@ -216,61 +248,170 @@ def _summaries(rows: list[dict[str, str]]) -> dict[tuple[str, float | None], lis
     return grouped
 
 
-def _cell(values: list[float]) -> str:
+def _cell(values: list[float] | tuple[float, ...]) -> str:
     mean = statistics.mean(values)
     spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
     return f"{mean:.2f}{spread} (n={len(values)})"
 
 
+def _test(rows: list[dict[str, str]]) -> list[float]:
+    return [100 * float(row["test_accuracy"]) for row in rows]
+
+
+def _validation(rows: list[dict[str, str]]) -> list[float]:
+    return [100 * float(row["val_accuracy"]) for row in rows if row.get("val_accuracy") not in _MISSING]
+
+
+def _family(variant: str) -> str:
+    """The method a variant belongs to: the part of its name before the first underscore (SNFS_ERK -> SNFS)."""
+    return variant.split("_")[0]
+
+
+def _reference_cell(density: float | None) -> str:
+    runs = REFERENCE_CODE_RUNS.get(density) if density is not None else None
+    return _cell(runs) if runs else "—"
+
+
+def choose_by_validation(candidates: dict[str, list[dict[str, str]]]) -> str | None:
+    """The variant with the highest mean validation accuracy (`val_accuracy`); test accuracy is never read.
+
+    Variants with validation accuracy for at least 3 seeds are preferred (all count when none has 3); a tie
+    goes to the name that sorts first. None when no variant has a validation accuracy.
+
+    :param candidates: variant name -> its runs (rows of `runs.csv`)
+    """
+    measured = {name: _validation(rows) for name, rows in candidates.items()}
+    measured = {name: values for name, values in measured.items() if values}
+    complete = {name: values for name, values in measured.items() if len(values) >= 3} or measured
+    if not complete:
+        return None
+    return max(sorted(complete), key=lambda name: statistics.mean(complete[name]))
+
+
 def _table(grouped, compare: bool = True) -> list[str]:
-    """Markdown rows, one per (variant, density); `compare` adds the published MNIST figures."""
+    """Markdown rows, one per (variant, density); `compare` adds the published MNIST figures and what the
+    original sparse momentum code reaches here."""
     lines = [
         "| method (our run directory name) | density | test accuracy % (mean ± std, n seeds) | published | "
-        "difference | validation accuracy % | training FLOPs (x dense) | inference FLOPs (x dense) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "original code here | difference from published | validation accuracy % | training FLOPs (x dense) | "
+        "inference FLOPs (x dense) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for (name, density), rows in sorted(grouped.items(), key=lambda item: (-(item[0][1] or 2.0), item[0][0])):
-        accuracies = [100 * float(row["test_accuracy"]) for row in rows]
+        accuracies = _test(rows)
         method = name.split(" (")[0]  # a baseline or pooled row is compared as the method it shows
         published_key = (method, density) if method != "Dense" else ("Dense", None)
         published = PUBLISHED.get(published_key) if compare and method in ("Dense", "SNFS", "SET") else None
+        reference = _reference_cell(density) if compare and method == "SNFS" else "—"
         difference = ""
         if published is not None:
             gap = statistics.mean(accuracies) - published
             flag = " **flagged**" if abs(round(gap, 2)) > 0.1 else ""  # as shown: -0.10 is not over 0.1
             difference = f"{gap:+.2f}{flag}"
-        validation = [100 * float(row["val_accuracy"]) for row in rows if row.get("val_accuracy") not in _MISSING]
+        validation = _validation(rows)
         train = statistics.mean(float(row["train_flops"]) for row in rows)
         inference = statistics.mean(float(row["inference_flops"]) for row in rows)
         lines.append(
             f"| {name} | {density if density is not None else 1.0} | {_cell(accuracies)} | "
-            f"{published if published is not None else '—'} | {difference or '—'} | "
+            f"{published if published is not None else '—'} | {reference} | {difference or '—'} | "
             f"{f'{statistics.mean(validation):.2f}' if validation else '—'} | {train:.4f} | {inference:.4f} |"
         )
     return lines
 
 
-def _targets(grouped) -> list[str]:
-    lines = ["| density | target (RigL or SNFS, mean of 3 seeds) | best of ours | met |", "| ---: | ---: | --- | --- |"]
-    for density, target in TARGETS.items():
-        candidates = {
-            name: [100 * float(r["test_accuracy"]) for r in rows]
-            for (name, d), rows in grouped.items()
-            if d == density and name.split("_")[0] in ("RigL", "SNFS")
-        }
-        if not candidates:
-            lines.append(f"| {density} | {target} | not run yet | — |")
+def headline_candidates(grouped_by_grid: dict[str, dict]) -> dict:
+    """Every (variant, density) of `HEADLINE_GRIDS` with its runs, as read from each grid (no relabelled
+    baseline or pooled rows); on a name clash the grid listed first keeps it."""
+    candidates: dict = {}
+    for grid in HEADLINE_GRIDS:
+        for key, rows in grouped_by_grid.get(grid, {}).items():
+            candidates.setdefault(key, rows)
+    return candidates
+
+
+def _pick(candidates: dict, density: float, families: tuple[str, ...]) -> tuple[str, list] | None:
+    """The variant of `families` at `density` with the best validation accuracy, and its runs."""
+    pool = {name: rows for (name, d), rows in candidates.items() if d == density and _family(name) in families}
+    name = choose_by_validation(pool)
+    return None if name is None else (name, pool[name])
+
+
+def _headline(candidates: dict) -> list[str]:
+    """The headline table: Dense, then for each density the validation-chosen RigL, SNFS and pruning rows."""
+    lines = [
+        "| method: variant chosen by validation | density | validation accuracy % | test accuracy % "
+        "(mean ± std, n seeds) | published (sparse momentum) | original code here | training FLOPs (x dense) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    dense = candidates.get(("Dense", None))
+    chosen = [("Dense", None, None if dense is None else ("Dense", dense))]
+    chosen += [
+        (family, density, _pick(candidates, density, (family,)))
+        for density in HEADLINE_DENSITIES
+        for family in HEADLINE_FAMILIES
+    ]
+    for family, density, pick in chosen:
+        if pick is None:
             continue
-        complete = {n: v for n, v in candidates.items() if len(v) >= 3} or candidates
-        name, values = max(complete.items(), key=lambda item: statistics.mean(item[1]))
+        name, rows = pick
+        validation = _validation(rows)
+        published = PUBLISHED.get(("SNFS", density) if density is not None else ("Dense", None))
+        train = statistics.mean(float(row["train_flops"]) for row in rows)
+        label = name if name == family else f"{family}: {name}"
+        lines.append(
+            f"| {label} | {density if density is not None else 1.0} | "
+            f"{f'{statistics.mean(validation):.2f}' if validation else '—'} | {_cell(_test(rows))} | "
+            f"{f'{published:.2f}' if published is not None else '—'} | {_reference_cell(density)} | {train:.3f} |"
+        )
+    return lines
+
+
+def _targets(candidates: dict) -> list[str]:
+    lines = [
+        "| density | target (RigL or SNFS, mean of 3 seeds) | chosen by validation | validation accuracy % | "
+        "test accuracy % | met |",
+        "| ---: | ---: | --- | ---: | ---: | --- |",
+    ]
+    for density, target in TARGETS.items():
+        pick = _pick(candidates, density, ("RigL", "SNFS"))
+        if pick is None:
+            lines.append(f"| {density} | {target} | not run yet | — | — | — |")
+            continue
+        name, rows = pick
+        values = _test(rows)
         mean = statistics.mean(values)
         met = (
             "yes"
             if mean >= target and len(values) >= 3
             else ("no" if len(values) >= 3 else "not yet (fewer than 3 seeds)")
         )
-        lines.append(f"| {density} | {target} | {name}: {_cell(values)} | {met} |")
+        validation = statistics.mean(_validation(rows))
+        lines.append(f"| {density} | {target} | {name} | {validation:.2f} | {_cell(values)} | {met} |")
     return lines
+
+
+def _reference_note() -> str:
+    """What the original sparse momentum code reaches here, in words, from `REFERENCE_CODE_RUNS`."""
+    densities = sorted(REFERENCE_CODE_RUNS)
+    means = [statistics.mean(REFERENCE_CODE_RUNS[density]) for density in densities]
+    reached = " and ".join(
+        f"{mean:.2f} ± {statistics.stdev(runs):.2f} at {density:.0%} (seeds 0-{len(runs) - 1}: "
+        f"{', '.join(f'{value:.2f}' for value in runs)})"
+        for density, mean, runs in zip(densities, means, (REFERENCE_CODE_RUNS[d] for d in densities), strict=True)
+    )
+    published = [PUBLISHED[("SNFS", density)] for density in densities]
+    gaps = [value - mean for value, mean in zip(published, means, strict=True)]
+    text = (
+        "**The original code, run here.** Dettmers & Zettlemoyer's own sparse momentum code (their "
+        "`sparse_learning` repository at commit e19ff16), run with its own defaults on the same MNIST data, on "
+        "this kind of machine with one thread per run, and read at the final model after epoch 100 as ours are, "
+        f"reaches a test accuracy of {reached}: {' and '.join(f'{gap:.2f}' for gap in gaps)} below its published "
+        f"{' and '.join(f'{value:.2f}' for value in published)}. The published figures are not reached by the "
+        "code that produced them when it runs here, so our rows are compared with both: at 2% and 5% the "
+        "validation-chosen RigL and SNFS rows are at or above what that code reaches here, and below the "
+        "published figures."
+    )
+    return textwrap.fill(text, width=115, break_long_words=False, break_on_hyphens=False)
 
 
 def _baselines(grouped: dict, grid: str, density: float, names: tuple[str, ...]) -> dict:
@@ -287,6 +428,17 @@ def _pooled(grouped: dict, earlier: dict[str, dict]) -> dict:
         if previous:
             pooled[(f"{name} (all seeds)", density)] = previous + rows
     return pooled
+
+
+def _headline_section(candidates: dict) -> str:
+    """The page's first section: the headline rows and the targets, both chosen by validation accuracy."""
+    if not candidates:
+        return ""
+    return (
+        "## Headline: MNIST, LeNet-300-100, 100 epochs\n\n"
+        f"{HEADLINE_INTRO}\n\n" + "\n".join(_headline(candidates)) + f"\n\n{_reference_note()}\n\n"
+        f"### Targets\n\n{TARGETS_INTRO}\n\n" + "\n".join(_targets(candidates)) + "\n\n"
+    )
 
 
 def main() -> int:
@@ -314,7 +466,7 @@ def main() -> int:
             image = f"![accuracy against density, {title}](img/{target.name})\n"
         body = "\n".join(_table(grouped, compare=grid.startswith("mnist")))
         extra = {
-            "mnist_lenet300_100": "\n\n### Targets\n\n" + "\n".join(_targets(grouped)) + "\n\n" + MNIST_DIFFERENCES,
+            "mnist_lenet300_100": "\n\n" + MNIST_DIFFERENCES,
             "mnist_ablations": "\n\n" + ABLATION_FINDINGS,
             "mnist_two_percent": "\n\n" + TWO_PERCENT_FINDINGS,
             "mnist_rigl_interval": "\n\n" + INTERVAL_FINDINGS,
@@ -331,8 +483,11 @@ def main() -> int:
         "Generated by `.venv/bin/python -m experiments.results_page` from the runs committed under `results/`\n"
         "(each run's `summary.json`, `metrics.jsonl`, `config.yaml` and `final_masks.pt`). The grids are\n"
         "`experiments/grids/*.yaml`, run with `.venv/bin/python -m experiments.run_grid GRID --jobs 2`, which skips\n"
-        "finished runs. Published numbers: Dettmers & Zettlemoyer's released MNIST LeNet-300-100 results.\n"
-        "A difference of more than 0.1 percentage point is flagged.\n\n" + "\n".join(sections)
+        "finished runs. Published numbers: Dettmers & Zettlemoyer's released MNIST LeNet-300-100 results; beside\n"
+        "them, what their own code reaches when run here (first section).\n"
+        "A difference of more than 0.1 percentage point is flagged.\n\n"
+        + _headline_section(headline_candidates(grouped_by_grid))
+        + "\n".join(sections)
     )
     (REPO / "docs" / "results.md").write_text(page)
     print(f"wrote {REPO / 'docs' / 'results.md'}")
