@@ -72,16 +72,32 @@ def _module_masks(model: nn.Module, masking: MaskSource) -> dict[str, torch.Tens
         raise SparseLearningError(f"masking must be a Masking, a dict of masks or None, got {type(masking).__name__}")
     masks: dict[str, torch.Tensor] = {}
     for name, mask in raw.items():
-        path = name[: -len(".weight")] if name.endswith(".weight") else ("" if name == "weight" else name)
-        module = modules.get(path)
-        weight = getattr(module, "weight", None)
-        if not isinstance(weight, torch.Tensor):
-            raise SparseLearningError(f"mask {name!r} names no layer with a weight in {type(model).__name__}")
-        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(weight.shape):
-            got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
-            raise SparseLearningError(f"mask {name!r} has shape {got}, its weight has {tuple(weight.shape)}")
-        masks[path] = mask.to(device=weight.device, dtype=torch.bool)
+        path, weight = _masked_weight(modules, name, type(model).__name__)
+        masks[path] = _checked_mask(name, mask, weight)
     return masks
+
+
+def _masked_weight(modules: Mapping[str, nn.Module], name: object, model_name: str) -> tuple[str, torch.Tensor]:
+    """The module path and weight a mask name (`"fc.weight"`, a module path, or `"weight"`) refers to."""
+    if not isinstance(name, str):
+        raise SparseLearningError(f"mask {name!r} is not named by a string; masks are keyed by weight name")
+    path = name[: -len(".weight")] if name.endswith(".weight") else ("" if name == "weight" else name)
+    weight = getattr(modules.get(path), "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        raise SparseLearningError(f"mask {name!r} names no layer with a weight in {model_name}")
+    return path, weight
+
+
+def _checked_mask(name: str, mask: object, weight: torch.Tensor) -> torch.Tensor:
+    """A mask as a bool tensor on its weight's device: the weight's shape, and only 0/1 (or True/False) values."""
+    if not isinstance(mask, torch.Tensor) or mask.layout != torch.strided:
+        kind = f"a {mask.layout} tensor" if isinstance(mask, torch.Tensor) else f"a {type(mask).__name__}"
+        raise SparseLearningError(f"mask {name!r} is {kind}, not a dense tensor of its weight's shape")
+    if tuple(mask.shape) != tuple(weight.shape):
+        raise SparseLearningError(f"mask {name!r} has shape {tuple(mask.shape)}, its weight has {tuple(weight.shape)}")
+    if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
+        raise SparseLearningError(f"mask {name!r} is not boolean: it holds values other than 0 and 1")
+    return mask.to(device=weight.device, dtype=torch.bool)
 
 
 def replace_module(root: nn.Module, path: str, replacement: nn.Module) -> nn.Module:
