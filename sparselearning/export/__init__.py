@@ -6,18 +6,20 @@
     save_sparse(sparse_model, "model.sparse.pt", spec={"name": "lenet5", "kwargs": {}})
     model = load_sparse("model.sparse.pt")                          # torch.load(weights_only=True) underneath
 
-From the command line: `sparselearning export RUN_DIR_OR_CHECKPOINT --out FILE`.
+From the command line: `sparselearning export RUN_DIR_OR_CHECKPOINT --out FILE`; from Python, for a run whose
+model was built by `model._target_`: `export_checkpoint(RUN_DIR, FILE, model=a_freshly_built_model)`.
 """
 
+from sparselearning.export.command import export_checkpoint
 from sparselearning.export.convert import CONV_DENSITY_THRESHOLD, LayerDecision, to_sparse, to_sparse_with_report
 from sparselearning.export.layers import BiasOnly, SparseConv2d, SparseLinear
+from sparselearning.export.loader import load_sparse
 from sparselearning.export.semi_structured import nm_mask
 from sparselearning.export.serialize import (
     FORMAT,
     ExportReport,
     build_model,
     export_report,
-    load_sparse,
     save_sparse,
     sparse_payload,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "SparseConv2d",
     "SparseLinear",
     "build_model",
+    "export_checkpoint",
     "export_report",
     "load_sparse",
     "nm_mask",

@@ -22,8 +22,9 @@ from torch import nn
 
 from sparselearning.errors import SparseLearningError
 from sparselearning.export.convert import to_sparse_with_report
+from sparselearning.export.loader import load_sparse
 from sparselearning.export.serialize import build_model as build_from_spec
-from sparselearning.export.serialize import export_report, load_sparse, save_sparse
+from sparselearning.export.serialize import export_report, save_sparse
 from sparselearning.io import blocking_ancestor, safe_load
 
 # The shape and class count of each dataset, without loading it (Synthetic reads its own config).

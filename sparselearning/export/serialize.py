@@ -14,15 +14,15 @@ dense Linear/conv weight that is stored compressed because that is smaller, and 
 Saving the architecture itself would need pickled code, so the file names it instead: `model` is a key of
 `sparselearning.models.registry` or a class exported by `sparselearning.models`, with its keyword arguments.
 Models built elsewhere are saved with `model=None` and loaded into a freshly built instance you pass in.
+Reading a file back, and every check that makes reading a hostile one safe, is `loader.load_sparse`.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import io
-import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,9 +33,9 @@ from torch import nn
 from sparselearning import models
 from sparselearning.core import MASKABLE_TYPES, unwrap_model
 from sparselearning.errors import SparseLearningError
-from sparselearning.export.convert import replace_module
-from sparselearning.export.layers import BiasOnly, SparseConv2d, SparseLinear, compress, csr_view, validate_csr
-from sparselearning.io import atomic_save, safe_load
+from sparselearning.export.layers import BiasOnly, SparseConv2d, SparseLinear, compress
+from sparselearning.export.output import check_writable
+from sparselearning.io import atomic_save
 
 FORMAT = "sparselearning-sparse-v1"
 _PLAIN = (str, int, float, bool, type(None))
@@ -51,18 +51,31 @@ def model_constructor(name: str) -> Any:
     raise SparseLearningError(f"unknown model {name!r} in the sparse model file; allowed: {', '.join(allowed)}")
 
 
-def _check_plain(value: Any, where: str) -> None:
-    if isinstance(value, _PLAIN):
-        return
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            _check_plain(item, where)
-        return
-    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-        for item in value.values():
-            _check_plain(item, where)
-        return
-    raise SparseLearningError(f"{where} must hold only numbers, strings, lists and dicts, found {type(value).__name__}")
+def check_plain_data(value: Any, where: str) -> None:
+    """Raise unless `value` is plain data: numbers, strings, None, and lists or string-keyed dicts of them.
+
+    Each container is visited once, so data with shared or self-referencing parts is checked in linear time.
+    """
+    seen: set[int] = set()
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, _PLAIN) or id(item) in seen:
+            continue
+        if isinstance(item, (list, tuple)):
+            seen.add(id(item))
+            pending.extend(item)
+        elif isinstance(item, dict) and all(isinstance(key, str) for key in item):
+            seen.add(id(item))
+            pending.extend(item.values())
+        else:
+            kind = "a dict with a non-string key" if isinstance(item, dict) else type(item).__name__
+            raise SparseLearningError(f"{where} must hold only numbers, strings, lists and dicts, found {kind}")
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def check_spec(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -71,22 +84,64 @@ def check_spec(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return None
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
         raise SparseLearningError("a model spec is a dict with a 'name' string and a 'kwargs' dict")
-    kwargs = dict(spec.get("kwargs") or {})
-    _check_plain(kwargs, "model spec kwargs")
+    kwargs = spec.get("kwargs")
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, Mapping):
+        raise SparseLearningError(f"the model spec's 'kwargs' must be a dict, got {type(kwargs).__name__}")
+    kwargs = dict(kwargs)
+    check_plain_data(kwargs, "model spec kwargs")
     model_constructor(spec["name"])
     return {"name": spec["name"], "kwargs": kwargs}
 
 
-def build_model(spec: Mapping[str, Any]) -> nn.Module:
-    """A fresh dense model from a spec."""
+@contextlib.contextmanager
+def _module_budget(limit: int | None, name: str) -> Iterator[None]:
+    """Refuse, while the block runs, a model that registers more than `limit` submodules."""
+    if limit is None:
+        yield
+        return
+    count = 0
+
+    def counted(_parent: nn.Module, _name: str, submodule: nn.Module | None) -> None:
+        nonlocal count
+        count += 1
+        if count > limit:
+            raise SparseLearningError(
+                f"model {name!r} as the spec describes it has more than {limit} modules, more than the file "
+                "could hold weights for; the spec is damaged"
+            )
+
+    handle = torch.nn.modules.module.register_module_module_registration_hook(counted)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def build_model(
+    spec: Mapping[str, Any], *, device: str | torch.device | None = None, max_modules: int | None = None
+) -> nn.Module:
+    """A fresh dense model from a spec.
+
+    :param device: where to build it; "meta" builds the architecture without allocating its weights, which
+        lets a spec read from a file be checked against the tensors the file holds before anything is allocated
+    :param max_modules: refuse a spec whose model registers more submodules than this
+    """
     checked = check_spec(spec)
     assert checked is not None
+    name, kwargs = checked["name"], checked["kwargs"]
+    placement = torch.device(device) if device is not None else contextlib.nullcontext()
     try:
-        model = model_constructor(checked["name"])(**checked["kwargs"])
-    except (TypeError, ValueError) as error:
-        raise SparseLearningError(f"cannot build model {checked['name']!r} with {checked['kwargs']}: {error}") from None
+        with _module_budget(max_modules, name), placement:
+            model = model_constructor(name)(**kwargs)
+    except SparseLearningError:
+        raise
+    except Exception as error:  # the constructor's own complaint about arguments read from a file
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise SparseLearningError(f"cannot build model {name!r} with {_short(kwargs)}: {_short(reason, 200)}") from None
     if not isinstance(model, nn.Module):
-        raise SparseLearningError(f"model {checked['name']!r} did not build an nn.Module")
+        raise SparseLearningError(f"model {name!r} did not build an nn.Module")
     return model
 
 
@@ -100,7 +155,7 @@ def _is_semi_structured(tensor: torch.Tensor) -> bool:
     return kind is not None and isinstance(tensor, kind)
 
 
-def _layer_entry(module: nn.Module) -> dict[str, Any] | None:
+def layer_entry(module: nn.Module) -> dict[str, Any] | None:
     """The file entry of a layer the loader must rebuild, or None for a module saved through the state dict."""
     if isinstance(module, SparseLinear):
         return {
@@ -149,7 +204,8 @@ def _compressed_if_smaller(weight: torch.Tensor) -> dict[str, Any] | None:
     return {"kind": "dense", "crow_indices": crow, "col_indices": col, "values": values, "shape": list(weight.shape)}
 
 
-def _owned_by(key: str, path: str) -> bool:
+def owned_by(key: str, path: str) -> bool:
+    """Whether state-dict `key` belongs to the module at `path` (the root owns every key)."""
     return not path or key.startswith(f"{path}.")
 
 
@@ -164,13 +220,13 @@ def sparse_payload(model: nn.Module, spec: Mapping[str, Any] | None = None) -> d
                 f"layer {path!r} holds a 2:4 semi-structured weight, a GPU runtime format that is not saved; "
                 "save the model exported without semi_structured=True"
             )
-        entry = _layer_entry(module)
+        entry = layer_entry(module)
         if entry is not None:
             layers[path] = entry
     state = {
         key: value.detach().cpu()
         for key, value in model.state_dict().items()
-        if not any(_owned_by(key, path) for path in layers)
+        if not any(owned_by(key, path) for path in layers)
     }
     for path, module in model.named_modules():
         weight_key = f"{path}.weight" if path else "weight"
@@ -201,136 +257,13 @@ def save_sparse(model: nn.Module, path: str | os.PathLike[str], *, spec: Mapping
     :param spec: how to rebuild the architecture, `{"name": registry key or sparselearning.models class,
         "kwargs": {...}}`; without it, `load_sparse` needs a freshly built model passed in
     """
+    target = check_writable(path)
     payload = sparse_payload(model, spec)
-    target = Path(path)
     try:
         atomic_save(payload, target)
     except OSError as error:
         raise SparseLearningError(f"cannot write {target}: {error.strerror or error}") from None
     return target.stat().st_size
-
-
-def _tensor(entry: Mapping[str, Any], key: str, path: str) -> torch.Tensor:
-    value = entry.get(key)
-    if not isinstance(value, torch.Tensor):
-        raise SparseLearningError(f"layer {path!r} of the sparse model file has no {key!r} tensor")
-    return value
-
-
-def _ints(entry: Mapping[str, Any], key: str, path: str, length: int | None = None) -> list[int]:
-    value = entry.get(key)
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) for v in value):
-        raise SparseLearningError(f"layer {path!r} of the sparse model file has a bad {key!r}")
-    if length is not None and len(value) != length:
-        raise SparseLearningError(f"layer {path!r} of the sparse model file: {key!r} needs {length} numbers")
-    return list(value)
-
-
-def _check_target(model: nn.Module, path: str, kinds: tuple[type[nn.Module], ...], shape: list[int]) -> nn.Module:
-    try:
-        module = model.get_submodule(path) if path else model
-    except AttributeError:
-        raise SparseLearningError(f"the sparse model file has layer {path!r}, the model has no such module") from None
-    weight = getattr(module, "weight", None)
-    if not isinstance(module, kinds) or not isinstance(weight, torch.Tensor) or list(weight.shape) != shape:
-        raise SparseLearningError(
-            f"layer {path!r} in the file has weight shape {shape}, the model has {type(module).__name__} "
-            f"{list(weight.shape) if isinstance(weight, torch.Tensor) else 'without a weight'}"
-        )
-    return module
-
-
-def _csr_parts(entry: Mapping[str, Any], path: str, shape: list[int]) -> tuple[torch.Tensor, ...]:
-    """The checked CSR components of a layer entry, for a weight of `shape` flattened to (out, fan_in)."""
-    crow, col, values = (_tensor(entry, key, path) for key in ("crow_indices", "col_indices", "values"))
-    try:
-        validate_csr(crow, col, values, (shape[0], math.prod(shape[1:])))
-    except SparseLearningError as error:
-        raise SparseLearningError(f"layer {path!r} of the sparse model file: {error}") from None
-    return crow, col, values
-
-
-def _rebuild_layer(model: nn.Module, path: str, entry: Mapping[str, Any], state: dict[str, Any]) -> nn.Module:
-    kind = entry.get("kind")
-    bias = entry.get("bias")
-    if bias is not None and not isinstance(bias, torch.Tensor):
-        raise SparseLearningError(f"layer {path!r} of the sparse model file has a bad bias")
-    if kind == "dense":
-        shape = _ints(entry, "shape", path)
-        _check_target(model, path, MASKABLE_TYPES, shape)
-        crow, col, values = _csr_parts(entry, path, shape)
-        matrix = csr_view(crow, col, values, (shape[0], math.prod(shape[1:]))).to_dense()
-        state[f"{path}.weight" if path else "weight"] = matrix.reshape(shape)
-        return model
-    if kind == "csr_linear":
-        out_features, in_features = _ints(entry, "shape", path, 2)
-        _check_target(model, path, (nn.Linear,), [out_features, in_features])
-        crow, col, values = _csr_parts(entry, path, [out_features, in_features])
-        layer: nn.Module = SparseLinear(crow, col, values, in_features, out_features, bias)
-    elif kind == "csr_conv":
-        shape = _ints(entry, "shape", path, 4)
-        _check_target(model, path, (nn.Conv2d,), shape)
-        crow, col, values = _csr_parts(entry, path, shape)
-        layer = SparseConv2d(
-            crow,
-            col,
-            values,
-            shape[1],
-            shape[0],
-            (shape[2], shape[3]),
-            _ints(entry, "stride", path, 2),  # type: ignore[arg-type]
-            _ints(entry, "padding", path, 2),  # type: ignore[arg-type]
-            _ints(entry, "dilation", path, 2),  # type: ignore[arg-type]
-            bias,
-        )
-    elif kind == "bias_only":
-        padding = entry.get("padding")
-        layer = BiasOnly(
-            int(entry.get("out_features", 0)),
-            bias,
-            kind=str(entry.get("layer")),
-            in_features=int(entry.get("in_features", 0)),
-            kernel_size=_ints(entry, "kernel_size", path, 2),  # type: ignore[arg-type]
-            stride=_ints(entry, "stride", path, 2),  # type: ignore[arg-type]
-            padding=padding if isinstance(padding, str) else _ints(entry, "padding", path, 2),  # type: ignore[arg-type]
-            dilation=_ints(entry, "dilation", path, 2),  # type: ignore[arg-type]
-        )
-    else:
-        raise SparseLearningError(f"layer {path!r} of the sparse model file has unknown kind {kind!r}")
-    return replace_module(model, path, layer)
-
-
-def load_sparse(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Module:
-    """Read a file written by `save_sparse` (weights-only) and return the sparse model, in eval mode, on CPU.
-
-    :param model: a freshly built dense model of the same architecture, needed only when the file has no
-        model spec; it is copied, not modified
-    """
-    payload = safe_load(Path(path), "sparse model file")
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise SparseLearningError(f"{path} is not a sparselearning sparse model file ({FORMAT})")
-    layers, state = payload.get("layers"), payload.get("state")
-    if not isinstance(layers, dict) or not isinstance(state, dict):
-        raise SparseLearningError(f"{path} is a damaged sparse model file: no 'layers' or 'state'")
-    if model is not None:
-        rebuilt = copy.deepcopy(unwrap_model(model)).cpu()
-    elif payload.get("model") is not None:
-        rebuilt = build_model(payload["model"])
-    else:
-        raise SparseLearningError(f"{path} holds no model spec: pass a freshly built model as load_sparse(path, model)")
-    state = dict(state)
-    for layer_path, entry in layers.items():
-        if not isinstance(entry, dict):
-            raise SparseLearningError(f"layer {layer_path!r} of {path} is damaged")
-        rebuilt = _rebuild_layer(rebuilt, layer_path, entry, state)
-    replaced = [p for p, e in layers.items() if e.get("kind") != "dense"]
-    missing, unexpected = rebuilt.load_state_dict(state, strict=False)
-    missing = [key for key in missing if not any(_owned_by(key, p) for p in replaced)]
-    if missing or unexpected:
-        raise SparseLearningError(
-            f"{path} does not fit the model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
-        )
-    return rebuilt.eval()
 
 
 @dataclass(frozen=True)
