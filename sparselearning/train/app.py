@@ -61,7 +61,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
         if not joined:
             raise
         # Under torchrun a lost rank surfaces as a collective that timed out or a closed connection.
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = first.split("] ", 1)[-1][:200]  # gloo prefixes its source location
         _fail(f"a collective operation failed (another process stopped or died?): {first}", 3)
     finally:
         if joined:
