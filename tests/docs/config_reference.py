@@ -44,7 +44,7 @@ MEANINGS: dict[str, dict[str, str]] = {
         "verify_sync": "under DDP: all-gather a checksum of the masks after every update and stop on a difference",
         "distributed_timeout_s": "under torchrun: a collective waiting longer than this (a lost rank) ends the job",
         "hydra.output_subdir": "`null`: no `.hydra/` folder; the run's own `config.yaml` records the composed config",
-        "hydra.run.dir": "the run directory of a single run; `${sl_run_hash:}` is a short hash of its other identity settings",
+        "hydra.run.dir": "a single run's directory; `${sl_run_hash:}`: a short hash of its other identity settings",
         "hydra.sweep.dir": "the root directory of a sweep (`-m`)",
         "hydra.sweep.subdir": "each sweep run's directory under `hydra.sweep.dir`",
         "hydra.job.chdir": "`false`: the run does not change the working directory (relative paths stay yours)",
