@@ -1,17 +1,29 @@
 """`sparselearning export RUN_DIR_OR_CHECKPOINT --out FILE`: a training checkpoint to a sparse model file.
 
-A run directory means its `checkpoints/last.pt`. The checkpoint carries the run's configuration (its
-"config" entry; the run directory's `config.yaml` otherwise), from which the model is rebuilt, loaded with
-the trained weights and exported with the checkpoint's masks. The written file is then read back, and the
-reloaded model's outputs are compared with the masked model's on a random batch.
+A run directory means its `checkpoints/last.pt`. The model is rebuilt from the model registry, by the name
+and arguments in the run's configuration (read as plain data: `run_config`), or is the model a Python
+caller passes to `export_checkpoint(..., model=...)`; a configuration that names code (`model._target_`)
+is refused, with how to export it from Python. The trained weights are loaded (a checkpoint with any
+non-finite weight is refused), and the model is exported with the checkpoint's masks.
+
+The file is written under a temporary name beside `--out`, read back with `load_sparse`, and the reloaded
+model's outputs are compared with the masked model's on a random batch (`--seed`). Only when the largest
+absolute difference is finite and at most `TOLERANCE * max(1, largest |output| of the masked model)` is the
+file renamed to `--out`; otherwise nothing is replaced and the command fails. Float32 CSR products differ
+from dense ones by summation order only, about 1e-6 relative, so 1e-4 leaves a wide margin while any real
+error (a wrong weight or bias, a missing layer) is far above it. `--out` may not be the checkpoint, an
+existing file of its run, or a symbolic link (see `output`).
 
 Prints one line: dense and sparse sizes, their ratio and the largest output difference. Bad input (missing
-or damaged files, an unwritable --out) prints one `error: ...` line on stderr and returns 2.
+or damaged files, an unwritable or forbidden --out, a failed self-check) prints one `error: ...` line on
+stderr and returns 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import math
 import os
 import sys
 from pathlib import Path
@@ -20,20 +32,19 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 
+from sparselearning.core import unwrap_model
 from sparselearning.errors import SparseLearningError
 from sparselearning.export.convert import to_sparse_with_report
-from sparselearning.export.loader import load_sparse
-from sparselearning.export.serialize import build_model as build_from_spec
-from sparselearning.export.serialize import export_report, save_sparse
-from sparselearning.io import blocking_ancestor, safe_load
+from sparselearning.export.loader import load_sparse, stored_size
+from sparselearning.export.output import check_output, staged_file
+from sparselearning.export.run_config import dataset_info, model_spec, read_run_config
+from sparselearning.export.serialize import build_model, export_report, save_sparse
+from sparselearning.io import safe_load
 
-# The shape and class count of each dataset, without loading it (Synthetic reads its own config).
-_DATASETS = {
-    "MNIST": (10, (1, 28, 28)),
-    "FashionMNIST": (10, (1, 28, 28)),
-    "CIFAR10": (10, (3, 32, 32)),
-    "CIFAR100": (100, (3, 32, 32)),
-}
+#: The self-check's allowed output difference, relative to the largest output magnitude (at least 1).
+TOLERANCE = 1e-4
+#: Values in the random batch (--batch-size x one example) at most.
+MAX_BATCH_VALUES = 1 << 28
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,68 +78,99 @@ def resolve_checkpoint(source: str | os.PathLike[str]) -> tuple[Path, Path | Non
     return path, run_dir
 
 
-def _config(state: dict[str, Any], run_dir: Path | None, checkpoint: Path):
-    from omegaconf import OmegaConf
-
-    text = state.get("config")
-    if not isinstance(text, str) and run_dir is not None and (run_dir / "config.yaml").is_file():
-        text = (run_dir / "config.yaml").read_text()
-    if not isinstance(text, str):
-        raise SparseLearningError(f"{checkpoint} has no run configuration and no config.yaml sits beside its run")
-    try:
-        cfg = OmegaConf.create(text)
-        for key in ("model.name", "dataset.name", "masking.name"):
-            if OmegaConf.select(cfg, key) is None and not (key == "model.name" and "_target_" in cfg.model):
-                raise SparseLearningError(f"the run configuration of {checkpoint} has no {key}")
-    except SparseLearningError:
-        raise
-    except Exception as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise SparseLearningError(f"cannot read the run configuration of {checkpoint}: {reason}") from None
-    return cfg
+def _first_line(error: BaseException) -> str:
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text if len(text) <= 300 else f"{text[:297]}..."
 
 
-def dataset_info(cfg: Any):
-    """The `DatasetInfo` a model needs (classes, input shape) from a run configuration, loading no data."""
-    from sparselearning.data.registry import DatasetInfo
+def _checked_checkpoint(checkpoint: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[Any, Any]]:
+    """The checkpoint, its model weights (all finite tensors) and its masks, or one error naming the field."""
+    state = safe_load(checkpoint, "checkpoint")
+    masking_state = state.get("masking") if isinstance(state, dict) else None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or not isinstance(masking_state, dict):
+        raise SparseLearningError(f"{checkpoint} is not a sparselearning training checkpoint (no model or masking)")
+    masks = masking_state.get("masks")
+    if not isinstance(masks, dict):
+        raise SparseLearningError(f"{checkpoint} holds no masks")
+    weights = state["model"]
+    for key, value in weights.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor) or value.layout != torch.strided:
+            found = f"a {value.layout} tensor" if isinstance(value, torch.Tensor) else type(value).__name__
+            raise SparseLearningError(f"model entry {key!r} of {checkpoint} is {found}, not a dense tensor")
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise SparseLearningError(
+                f"weight {key!r} of {checkpoint} is not finite ({bad} NaN or infinite values); export refuses a "
+                "diverged model"
+            )
+    return state, weights, masks
 
-    name = str(cfg.dataset.name)
-    if name == "Synthetic":
-        num_classes, shape = int(cfg.dataset.num_classes), tuple(int(v) for v in cfg.dataset.shape)
-    elif name in _DATASETS:
-        num_classes, shape = _DATASETS[name]
+
+def _check_fit(model: nn.Module, weights: dict[str, torch.Tensor], checkpoint: Path) -> None:
+    """Refuse weights that do not fit `model` (which may live on the meta device): names, shapes, and
+    floating point where the model has floating point."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = sorted(
+        key
+        for key in set(expected) & set(weights)
+        if weights[key].shape != expected[key].shape
+        or weights[key].is_floating_point() != expected[key].is_floating_point()
+    )
+    if missing or unexpected or wrong:
+        details = [f"{label} {keys[:5]}" for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+        details += [
+            f"{key!r} is {weights[key].dtype} {list(weights[key].shape)}, the model's is "
+            f"{expected[key].dtype} {list(expected[key].shape)}"
+            for key in wrong[:3]
+        ]
+        raise SparseLearningError(f"the weights in {checkpoint} do not fit the model: {'; '.join(details)}")
+
+
+def _loaded_model(
+    spec: dict[str, Any] | None, model: nn.Module | None, weights: dict[str, torch.Tensor], checkpoint: Path
+) -> nn.Module:
+    """The dense model with the checkpoint's weights: a copy of `model`, or the registry model of `spec`,
+    checked on the meta device first so a configuration cannot make export allocate more than the file holds."""
+    if model is not None:
+        dense = copy.deepcopy(unwrap_model(model)).cpu()
     else:
-        raise SparseLearningError(f"unknown dataset {name!r} in the run configuration")
-    channels = shape[0]
-    return DatasetInfo(name, num_classes, shape, (0.0,) * channels, (1.0,) * channels, augment=False)
+        assert spec is not None
+        storages, _ = stored_size(weights.values())
+        _check_fit(build_model(spec, device="meta", max_modules=4 * storages + 64), weights, checkpoint)
+        dense = build_model(spec)
+    _check_fit(dense, weights, checkpoint)
+    try:
+        dense.load_state_dict(weights)
+    except (RuntimeError, KeyError, ValueError, TypeError) as error:
+        raise SparseLearningError(f"the weights in {checkpoint} do not fit the model: {_first_line(error)}") from None
+    return dense.eval()
 
 
-def model_spec(cfg: Any, info: Any) -> dict[str, Any] | None:
-    """The registry name and keyword arguments that rebuild the run's model (what `build_model` passes)."""
-    from omegaconf import OmegaConf
-
-    from sparselearning.train.build import registry_model_arguments
-
-    if OmegaConf.select(cfg, "model._target_") is not None:
-        return None
-    name, kwargs = registry_model_arguments(cfg, info)
-    return {"name": name, "kwargs": kwargs}
-
-
-def check_writable(out: str | os.PathLike[str]) -> Path:
-    """Fail before any work when `out` cannot be written: a directory, or under a file or a read-only folder."""
-    target = Path(out)
-    if target.is_dir():
-        raise SparseLearningError(f"cannot write {target}: it is a directory")
-    blocker = blocking_ancestor(target.parent)
-    if blocker is not None:
-        raise SparseLearningError(f"cannot write {target}: {blocker} is not a writable directory")
-    return target
+def _dense_outputs(model: nn.Module, inputs: torch.Tensor, checkpoint: Path) -> torch.Tensor:
+    """The masked model's outputs on the check batch, which must exist and be finite."""
+    try:
+        with torch.no_grad():
+            outputs = model(inputs).float()
+    except Exception as error:  # a model passed in that does not take the configured input shape
+        raise SparseLearningError(
+            f"the model of {checkpoint} cannot run on a batch of shape {list(inputs.shape)}: {_first_line(error)}"
+        ) from None
+    if not bool(torch.isfinite(outputs).all()):
+        raise SparseLearningError(f"the model of {checkpoint} gives non-finite outputs on a random batch")
+    return outputs
 
 
-def _same_architecture(first: nn.Module, second: nn.Module) -> bool:
-    shapes = [{key: tuple(value.shape) for key, value in m.state_dict().items()} for m in (first, second)]
-    return shapes[0] == shapes[1]
+def _self_check(difference: float | None, scale: float, out: Path) -> None:
+    """Fail unless the reloaded file computes what the masked model does (see the module docstring)."""
+    allowed = TOLERANCE * max(1.0, scale)
+    if difference is None or not math.isfinite(difference) or difference > allowed:
+        shown = "nan" if difference is None or math.isnan(difference) else f"{difference:.2e}"
+        raise SparseLearningError(
+            f"self-check failed: the reloaded sparse model's outputs differ from the masked model's by {shown} "
+            f"(allowed {allowed:.2e}); {out} was not written"
+        )
 
 
 def export_checkpoint(
@@ -138,45 +180,38 @@ def export_checkpoint(
     batch_size: int = 16,
     index_dtype: str = "auto",
     seed: int = 0,
+    model: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Export a training checkpoint (or run directory) to `out`; returns sizes, ratio and output difference."""
-    from sparselearning.train.build import build_model
+    """Export a training checkpoint (or run directory) to `out`; returns sizes, ratio and output difference.
 
-    if batch_size < 1:
-        raise SparseLearningError(f"--batch-size must be at least 1, got {batch_size}")
-    out = check_writable(out)
+    :param model: a freshly built model of the run's architecture (it is copied, not modified); needed for
+        runs whose model came from `model._target_`. Without it the model is rebuilt from the registry. Its
+        file then has no spec, so `load_sparse(out, model)` needs such a model too
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise SparseLearningError(f"--batch-size must be a whole number >= 1, got {batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**64:
+        raise SparseLearningError(f"--seed must be a whole number in [-2**63, 2**64), got {seed!r}")
     checkpoint, run_dir = resolve_checkpoint(source)
-    state = safe_load(checkpoint, "checkpoint")
-    masking_state = state.get("masking") if isinstance(state, dict) else None
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or not isinstance(masking_state, dict):
-        raise SparseLearningError(f"{checkpoint} is not a sparselearning training checkpoint (no model or masking)")
-    masks = masking_state.get("masks")
-    if not isinstance(masks, dict):
-        raise SparseLearningError(f"{checkpoint} holds no masks")
-    cfg = _config(state, run_dir, checkpoint)
-    try:
-        info = dataset_info(cfg)
-        dense = build_model(cfg, info)
-    except SparseLearningError:
-        raise
-    except Exception as error:  # a config that loads but does not describe a buildable model
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise SparseLearningError(f"cannot rebuild the model of {checkpoint} from its config: {reason}") from None
-    try:
-        dense.load_state_dict(state["model"])
-    except (RuntimeError, KeyError, ValueError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise SparseLearningError(f"the weights in {checkpoint} do not fit its configured model: {first}") from None
-    dense.eval()
-    spec = model_spec(cfg, info)
-    if spec is not None and not _same_architecture(dense, build_from_spec(spec)):
-        spec = None
-    generator = torch.Generator().manual_seed(seed)
-    inputs = torch.randn(batch_size, *info.input_shape, generator=generator)
+    out = check_output(out, checkpoint, run_dir)
+    state, weights, masks = _checked_checkpoint(checkpoint)
+    config = read_run_config(state, run_dir, checkpoint)
+    info = dataset_info(config)
+    if batch_size * math.prod(info.input_shape) > MAX_BATCH_VALUES:
+        raise SparseLearningError(
+            f"--batch-size {batch_size} of {list(info.input_shape)} inputs is over {MAX_BATCH_VALUES} values; "
+            "use a smaller one"
+        )
+    spec = None if model is not None else model_spec(config, info)
+    dense = _loaded_model(spec, model, weights, checkpoint)
+    inputs = torch.randn(batch_size, *info.input_shape, generator=torch.Generator().manual_seed(seed))
+    scale = float(_dense_outputs(dense, inputs, checkpoint).abs().max())
     sparse, decisions = to_sparse_with_report(dense, masks, example_input=inputs, index_dtype=index_dtype)
-    save_sparse(sparse, out, spec=spec)
-    reloaded = load_sparse(out, None if spec is not None else dense)
-    report = export_report(dense, reloaded, inputs=inputs, sparse_path=out)
+    with staged_file(out) as staged:
+        save_sparse(sparse, staged, spec=spec)
+        reloaded = load_sparse(staged, None if spec is not None else dense)
+        report = export_report(dense, reloaded, inputs=inputs, sparse_path=staged)
+        _self_check(report.max_abs_diff, scale, out)
     kinds = [decision.kind for decision in decisions]
     return {
         "checkpoint": str(checkpoint),
@@ -185,6 +220,7 @@ def export_checkpoint(
         "sparse_bytes": report.sparse_bytes,
         "ratio": report.ratio,
         "max_abs_diff": report.max_abs_diff,
+        "tolerance": TOLERANCE * max(1.0, scale),
         "batch_size": batch_size,
         "sparse_layers": sum(kind in ("csr_linear", "csr_conv", "bias_only") for kind in kinds),
         "dense_layers": sum(kind == "dense" for kind in kinds),

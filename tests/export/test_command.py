@@ -8,28 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from sparselearning import cli
-from sparselearning.export import load_sparse
+from sparselearning.export import command, load_sparse
 from sparselearning.export.command import main
-from sparselearning.train.loop import train
-from tests.train.conftest import SMALL, compose_config
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished tiny RigL run (LeNet-5, 90% sparse) on Synthetic data."""
-    directory = tmp_path_factory.mktemp("run")
-    train(compose_config([*SMALL, "model=lenet5", "masking.density=0.1"]), directory)
-    return directory
-
-
-def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
-    assert "Traceback" not in captured.err
-    return lines[0]
+from tests.export.conftest import one_error_line
 
 
 def test_export_a_run_directory(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -93,7 +77,7 @@ def test_bad_input_is_one_line_and_status_2(
         out = str(tmp_path / "a_file" / "out.pt")
     arguments = [source] if case == "no_out" else [source, "--out", out]
     assert main(arguments) == 2
-    assert message in _one_error_line(capsys)
+    assert message in one_error_line(capsys)
 
 
 def test_console_command_reports_errors_without_traceback(tmp_path: Path) -> None:
@@ -105,3 +89,122 @@ def test_console_command_reports_errors_without_traceback(tmp_path: Path) -> Non
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: no run directory or checkpoint at {tmp_path / 'nowhere'}"]
+
+
+class _Shifted(torch.nn.Module):
+    """What a broken export would reload: the sparse model's outputs plus `offset`."""
+
+    def __init__(self, inner: torch.nn.Module, offset: float) -> None:
+        super().__init__()
+        self.inner, self.offset = inner, offset
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.inner(inputs) + self.offset
+
+
+@pytest.mark.parametrize(("offset", "shown"), [(1e-2, "1.00e-02"), (float("nan"), "nan")])
+def test_a_self_check_that_fails_removes_the_file_and_keeps_the_earlier_one(
+    offset: float,
+    shown: str,
+    run_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "model.pt"
+    out.write_bytes(b"an earlier export")
+    monkeypatch.setattr(command, "load_sparse", lambda *args: _Shifted(load_sparse(*args), offset))
+    assert main([str(run_dir), "--out", str(out)]) == 2
+    line = one_error_line(capsys)
+    assert "self-check failed" in line and f"by {shown}" in line and "allowed" in line
+    assert out.read_bytes() == b"an earlier export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(
+    value: float, crafted_run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def poison(state: dict) -> None:  # at a masked-off position, where the old export turned it into "nan"
+        inactive = tuple((~state["masking"]["masks"]["fc3.weight"]).nonzero()[0].tolist())
+        state["model"]["fc3.weight"][inactive] = value
+
+    out = tmp_path / "model.pt"
+    out.write_bytes(b"an earlier export")
+    assert main([str(crafted_run(poison)), "--out", str(out)]) == 2
+    line = one_error_line(capsys)
+    assert "'fc3.weight'" in line and "not finite" in line
+    assert out.read_bytes() == b"an earlier export"
+
+
+def _set(path: list[str], value) -> object:
+    def edit(state: dict) -> None:
+        target = state
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_set(["masking", "masks", "fc3.weight"], "dense"), "mask 'fc3.weight'"),
+        (_set(["masking", "masks", "fc3.weight"], torch.full((500, 800), 0.5)), "mask 'fc3.weight' is not boolean"),
+        (_set(["masking", "masks", "fc3.weight"], torch.ones(3, 3, dtype=torch.bool)), "mask 'fc3.weight' has shape"),
+        (_set(["masking", "masks", 7], torch.ones(3, 3, dtype=torch.bool)), "mask 7"),
+        (_set(["masking", "masks", "nowhere.weight"], torch.ones(3, dtype=torch.bool)), "mask 'nowhere.weight'"),
+        (_set(["masking", "masks"], [1, 2]), "holds no masks"),
+        (_set(["model", "fc3.weight"], "weights"), "'fc3.weight'"),
+        (_set(["model", "fc3.weight"], torch.zeros(2, 2)), "'fc3.weight'"),
+        (_set(["model", "fc3.weight"], torch.zeros(500, 800, dtype=torch.int64)), "'fc3.weight'"),
+        (_set(["model", "extra.weight"], torch.zeros(2)), "extra.weight"),
+        (lambda state: state["model"].pop("fc4.bias"), "fc4.bias"),
+        (_set(["model", 3], torch.zeros(2)), "3"),
+        (_set(["model"], [1]), "not a sparselearning training checkpoint"),
+        (_set(["config"], 12), "no run configuration"),
+    ],
+)
+def test_damaged_checkpoint_fields_are_one_line(
+    edit, message: str, crafted_run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "model.pt"
+    assert main([str(crafted_run(edit)), "--out", str(out)]) == 2
+    assert message in one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_a_model_built_in_python_exports_a_target_run(crafted_run, tmp_path: Path) -> None:
+    from sparselearning.export import export_checkpoint
+    from sparselearning.models import LeNet5
+
+    victim = tmp_path / "created_by_the_file"
+
+    def custom_model(state: dict) -> None:
+        config = yaml.safe_load(state["config"])
+        config["model"] = {"_target_": "builtins.open", "_args_": [str(victim), "w"]}
+        state["config"] = yaml.safe_dump(config)
+
+    source = crafted_run(custom_model)
+    template = LeNet5()
+    before = {key: value.clone() for key, value in template.state_dict().items()}
+    result = export_checkpoint(source, tmp_path / "model.pt", model=template, batch_size=4)
+    assert not result["has_spec"] and result["max_abs_diff"] < 1e-5 and not victim.exists()
+    assert all(torch.equal(before[key], value) for key, value in template.state_dict().items())
+    reloaded = load_sparse(tmp_path / "model.pt", LeNet5())
+    assert reloaded(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--batch-size", "100000000"], "--batch-size 100000000"),
+        (["--batch-size", "0"], "--batch-size must be"),
+        (["--seed", str(2**64)], "--seed must be"),
+    ],
+)
+def test_bad_numbers_on_the_command_line(arguments: list[str], message: str, run_dir: Path, tmp_path: Path, capsys):
+    assert main([str(run_dir), "--out", str(tmp_path / "out.pt"), *arguments]) == 2
+    assert message in one_error_line(capsys)
+    assert not (tmp_path / "out.pt").exists()
