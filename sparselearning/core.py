@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import sys
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,19 +31,34 @@ import torch
 from torch import nn
 
 from sparselearning.counting.tracker import FlopsTracker
+from sparselearning.coverage import (
+    EXCLUDED,
+    SPARSE_INIT,
+    WeightCoverage,
+    coverage_records,
+    dense_share_warning,
+    format_coverage,
+    matching_weight_names,
+    owner_type,
+    weight_aliases,
+    weight_tensors,
+)
 from sparselearning.errors import (
     SparseLearningError,
+    SparseLearningWarning,
     check_choice,
     check_density,
     check_positive_int,
 )
 from sparselearning.funcs.decay import Decay
 from sparselearning.funcs.grow import registry as grow_registry
+from sparselearning.funcs.init_scheme import DENSITY_COUNTS, as_boolean_mask, require_a_weight_per_layer
 from sparselearning.funcs.init_scheme import registry as init_registry
 from sparselearning.funcs.prune import GLOBAL_MODES
 from sparselearning.funcs.prune import registry as prune_registry
 from sparselearning.funcs.redistribute import PRESERVING_MODES
 from sparselearning.funcs.redistribute import registry as redistribute_registry
+from sparselearning.misuse import require_momentum, stray_weights_error, unmatched_exclude_error
 from sparselearning.ops.rng import generator_for
 from sparselearning.ops.select import apportion
 from sparselearning.stats import LayerStats
@@ -97,6 +115,31 @@ def _weight_decay_in_place(optimizer: torch.optim.Optimizer) -> Iterator[None]:
             group["weight_decay"] = decay
 
 
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+def _warn_caller(message: str) -> None:
+    """Warn with `SparseLearningWarning`, attributed to the first line outside this package (the user's call)."""
+    frame, level = sys._getframe(0), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, SparseLearningWarning, stacklevel=level)
+
+
+def _as_ints(counts: list[torch.Tensor]) -> list[int]:
+    """Python ints from 0-dim count tensors, with one host transfer per device instead of one per tensor."""
+    if not counts:
+        return []
+    by_device: dict[torch.device, list[int]] = {}
+    for index, count in enumerate(counts):
+        by_device.setdefault(count.device, []).append(index)
+    values = [0] * len(counts)
+    for indices in by_device.values():
+        for index, value in zip(indices, torch.stack([counts[i] for i in indices]).tolist(), strict=True):
+            values[index] = int(value)
+    return values
+
+
 def _unscale_once(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> None:
     """`scaler.unscale_(optimizer)`, unless the caller already did (to clip gradients) this iteration."""
     try:
@@ -140,6 +183,18 @@ class Masking:
         the first layer that differs between ranks
     :param keep_grown_momentum: under dense gradients, a regrown weight keeps the momentum it gathered while
         inactive (Dettmers & Zettlemoyer's code does), so its first step moves it; False starts it from zero
+    :param total_steps: the run's planned number of `step()` calls, if known: stepping past it warns once
+    :param allow_empty_layers: False refuses a `density` at which a uniform, ER or ERK init leaves some masked
+        layer without an active weight, naming the smallest density that avoids it (the method builders in
+        `sparselearning.methods` pass False)
+
+    Misuse is refused early with one line (`SparseLearningError`): momentum growth or redistribution with an
+    optimizer that keeps no momentum (when built, if it has a `prune_rate_decay`), an exclude entry matching
+    no weight, and masked weights made nonzero outside Masking, e.g. by `optimizer.step()` in place of
+    `masking.step()` (found by `check()`, which runs at every mask update and whenever `stats` is read).
+    Frozen weights (`requires_grad=False`) are never masked. `coverage` lists every weight tensor of the
+    model, masked or dense and why; `add_module` logs it and warns (`SparseLearningWarning`) when tensors
+    holding 1% or more of the model's weights stay dense without being excluded on purpose.
     """
 
     def __init__(
@@ -165,6 +220,8 @@ class Masking:
         low_memory: bool = False,
         verify_sync: bool = False,
         keep_grown_momentum: bool = False,
+        total_steps: int | None = None,
+        allow_empty_layers: bool = True,
     ):
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise SparseLearningError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -190,11 +247,15 @@ class Masking:
         self.low_memory = bool(low_memory)
         self.verify_sync = bool(verify_sync)
         self.keep_grown_momentum = bool(keep_grown_momentum)
+        self.total_steps = None if total_steps is None else check_positive_int(total_steps, "total_steps")
+        self.allow_empty_layers = bool(allow_empty_layers)
+        if prune_rate_decay is not None:
+            require_momentum(optimizer, self.growth_mode, self.redistribution_mode)
 
         self.module: nn.Module | None = None
         self.mask_dict: dict[str, torch.Tensor] = {}
         self.params: dict[str, nn.Parameter] = {}
-        self.stats = LayerStats()
+        self._stats = LayerStats()
         self.name2prune_rate: dict[str, float] = {}
         self.dense_layers: set[str] = set()
         self.ever_active: dict[str, torch.Tensor] = {}
@@ -209,6 +270,11 @@ class Masking:
         self._scratch: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
         self._initialised = False
         self._flops: FlopsTracker | None = None
+        self._weights: dict[str, nn.Parameter] = {}  # every weight tensor of the model, masked or not
+        self._dense_reasons: dict[int, str] = {}  # id(weight) -> why a maskable weight is not masked
+        self._removal_reason = EXCLUDED
+        self._checked_versions: tuple[int, ...] | None = None
+        self._past_end_step = math.inf if self.total_steps is None else self.total_steps
 
     # ------------------------------------------------------------------ set-up
 
@@ -223,35 +289,71 @@ class Masking:
 
         :param module: the model
         :param lottery_mask_path: saved masks for the lottery-ticket inits
-        :param exclude: layers to keep dense, as exact or partial names or module types
+        :param exclude: layers to keep dense, as exact or partial names or module types; a name that matches
+            no weight tensor of the model is refused, naming the closest ones
         """
         if self._initialised:
             raise SparseLearningError("add_module() was already called on this Masking; create a new one per model")
         self.module = unwrap_model(module)
+        self._weights = weight_tensors(self.module)
         seen: set[int] = set()
         for module_name, layer in self.module.named_modules():
             weight = getattr(layer, "weight", None)
             if not isinstance(layer, MASKABLE_TYPES) or not isinstance(weight, nn.Parameter) or id(weight) in seen:
                 continue
             seen.add(id(weight))
+            if not weight.requires_grad:
+                continue  # frozen: it never changes, so it is never masked (listed as "frozen" in `coverage`)
             name = f"{module_name}.weight" if module_name else "weight"
             self.params[name] = weight
             self._layer_modules[name] = layer
             self._layer_index[name] = len(self._layer_index)
             self.mask_dict[name] = torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
         for item in exclude:
-            if isinstance(item, type):
-                self.remove_type(item)
-            elif item in self.mask_dict or f"{item}.weight" in self.mask_dict:
-                self.remove_weight(item)
-            else:
-                self.remove_weight_partial_name(item)
+            self._exclude(item)
         if not self.mask_dict:
             raise SparseLearningError(
                 f"{type(self.module).__name__} has no layer to mask: Masking masks the weights of nn.Linear and "
                 "nn.Conv* layers (after exclusions) and found none"
             )
         self.init(lottery_mask_path)
+        self._report_coverage()
+
+    def _exclude(self, item: str | type[nn.Module]) -> None:
+        """Keep the weights an exclude entry names dense, and remember that this was the user's choice."""
+        aliases = weight_aliases(self.module)
+        if isinstance(item, type):
+            chosen = [p for name, p in aliases if issubclass(owner_type(self.module, name), item)]
+        else:
+            names = matching_weight_names(item, [name for name, _ in aliases])
+            if not names:
+                raise unmatched_exclude_error(item, [name for name, _ in aliases])
+            chosen = [p for name, p in aliases if name in names]
+        chosen_ids = {id(p) for p in chosen}
+        self._dense_reasons.update(dict.fromkeys(chosen_ids, EXCLUDED))
+        for name in [n for n, p in self.params.items() if id(p) in chosen_ids and n in self.mask_dict]:
+            self._forget(name)
+
+    @property
+    def coverage(self) -> list[WeightCoverage]:
+        """One record per weight tensor of the model (every parameter of 2+ dims): name, shape, size, masked or
+        dense, and why dense (`sparselearning.coverage`); `format_coverage(masking.coverage)` makes a table."""
+        if self.module is None:
+            return []
+        masked = {name: self.params[name] for name in self.mask_dict}
+        return coverage_records(self.module, masked, self._dense_reasons)
+
+    def coverage_table(self) -> str:
+        """`coverage` as a short text table with sizes (what `add_module` logs)."""
+        return format_coverage(self.coverage)
+
+    def _report_coverage(self) -> None:
+        records = self.coverage
+        log.info("%s", format_coverage(records))
+        sparse_run = self.density < 1.0 or self.prune_rate_decay is not None
+        message = dense_share_warning(records) if sparse_run else None
+        if message is not None:
+            _warn_caller(message)
 
     @torch.no_grad()
     def init(self, lottery_mask_path: str | Path | None = None) -> None:
@@ -259,21 +361,27 @@ class Masking:
 
         :param lottery_mask_path: saved masks, for the lottery-ticket inits
         """
-        init_registry[self.sparse_init](self, lottery_mask_path=lottery_mask_path)
+        self._removal_reason = SPARSE_INIT  # layers the scheme itself drops (channel-wise inits drop Linear ones)
+        try:
+            init_registry[self.sparse_init](self, lottery_mask_path=lottery_mask_path)
+        finally:
+            self._removal_reason = EXCLUDED
         for name, mask in list(self.mask_dict.items()):
             weight = self.params[name]
             if not isinstance(mask, torch.Tensor) or mask.shape != weight.shape:
                 raise SparseLearningError(f"sparse_init {self.sparse_init!r} produced a bad mask for {name!r}")
             self.mask_dict[name] = mask.to(device=weight.device, dtype=torch.bool)
+        if not self.allow_empty_layers and self.sparse_init in DENSITY_COUNTS:
+            require_a_weight_per_layer(self)
         self._initialised = True
         self._refresh()
-        self.baseline_nonzero = self.stats.total_nonzero
-        self.total_params = self.stats.total_nonzero + self.stats.total_zero
+        self.baseline_nonzero = self._stats.total_nonzero
+        self.total_params = self._stats.total_nonzero + self._stats.total_zero
         if self.sparse_init in _INITS_FROM_EXISTING_MASKS:
-            self.density = self.stats.total_density
+            self.density = self._stats.total_density
         if self.density < 1.0:
             self.dense_layers = {
-                name for name, count in self.stats.nonzeros_dict.items() if count == self.params[name].numel()
+                name for name, count in self._stats.nonzeros_dict.items() if count == self.params[name].numel()
             }
         self.apply_mask()
         self.reset_momentum()
@@ -284,8 +392,69 @@ class Masking:
             len(self.mask_dict),
             self.baseline_nonzero,
             self.total_params,
-            self.stats.total_density,
+            self._stats.total_density,
         )
+
+    # ------------------------------------------------------------------ what is reported
+
+    @property
+    def stats(self) -> LayerStats:
+        """Counts per masked layer and over the model (`LayerStats`), checked first: reading them never reports a
+        density the weights no longer have. The check is skipped while no weight changed since the last one
+        (their version counters, which every in-place update such as `optimizer.step()` advances, are equal)."""
+        self._verify(skip_if_unchanged=True)
+        return self._stats
+
+    @stats.setter
+    def stats(self, value: LayerStats) -> None:
+        self._stats = value
+
+    def check(self) -> None:
+        """Prove that every masked weight is zero, and measure the nonzero count of all the model's weights.
+
+        Raises `SparseLearningError` when masked weights are nonzero: something changed the weights outside
+        Masking, typically `optimizer.step()` called in place of `masking.step()`. Costs one pass over the
+        weights and one host sync; runs at every mask update (and, when weights changed, whenever `stats` is
+        read), never on the per-step path.
+        """
+        self._verify(skip_if_unchanged=False)
+
+    @torch.no_grad()
+    def _verify(self, skip_if_unchanged: bool, measure: bool = True) -> None:
+        """Raise if a masked weight is nonzero; with `measure`, also count the nonzero values of every weight
+        tensor of the model into `stats` (skipped, like the check, if `skip_if_unchanged` and no weight's
+        version counter moved since the last measurement)."""
+        if not self._initialised:
+            return
+        weights = list(self._weights.values())
+        versions = tuple(weight._version for weight in weights)
+        if skip_if_unchanged and versions == self._checked_versions:
+            return
+        names = list(self._sparse_names)
+        counts = _as_ints(
+            [self._count_stray(name) for name in names]
+            + ([torch.count_nonzero(weight) for weight in weights] if measure else [])
+        )
+        if measure:
+            self._stats.set_model_counts(sum(counts[len(names) :]), sum(weight.numel() for weight in weights))
+        suspects = [name for name, count in zip(names, counts, strict=False) if count]
+        # The fast count also flags NaN/inf at active positions (inf - inf * 1 is NaN): recount suspects exactly.
+        exact = _as_ints([torch.count_nonzero(self.params[n].masked_fill(self.mask_dict[n], 0)) for n in suspects])
+        stray = {name: count for name, count in zip(suspects, exact, strict=True) if count}
+        if stray:
+            raise stray_weights_error(stray)
+        if measure:
+            self._checked_versions = versions
+
+    def _count_stray(self, name: str) -> torch.Tensor:
+        """How many masked positions of `name` hold a nonzero weight (a 0-dim tensor: no host sync here).
+
+        `w - w * mask` is exactly `w` at masked positions and exactly 0 at active ones, computed in scratch space
+        with the float mask: one fused pass, far faster than bool masking.
+        """
+        weight = self.params[name].detach()
+        scratch = self.scratch(weight.numel(), weight.dtype, weight.device).view(weight.shape)
+        return torch.count_nonzero(torch.addcmul(weight, weight, self.float_mask(name), value=-1.0, out=scratch))
 
     # ------------------------------------------------------------------ registry access
 
@@ -438,9 +607,9 @@ class Masking:
         self._multiply_by_masks([g for g, _ in pairs], [n for _, n in pairs])
 
     def apply_mask(self) -> None:
-        """Zero the masked weights."""
+        """Zero the masked weights (in place on the parameters, so their version counters see it)."""
         names = list(self._sparse_names)
-        self._multiply_by_masks([self.params[n].data for n in names], names)
+        self._multiply_by_masks([self.params[n] for n in names], names)
 
     @torch.no_grad()
     def reset_momentum(self) -> None:
@@ -474,6 +643,8 @@ class Masking:
 
         :param scaler: the GradScaler of float16 training, or None
         """
+        if self.mask_step >= self._past_end_step:
+            self._warn_past_end()
         if scaler is not None:
             _unscale_once(scaler, self.optimizer)
         if self.is_update_step():
@@ -497,6 +668,14 @@ class Masking:
             scaler.update()
         self.mask_step += 1
 
+    def _warn_past_end(self) -> None:
+        """Warn once that the run goes on past the `total_steps` its schedules were planned for."""
+        self._past_end_step = math.inf
+        _warn_caller(
+            f"masking.step() called for step {self.mask_step + 1} of a run planned for total_steps="
+            f"{self.total_steps}: mask and drop-fraction schedules are past their end; pass the true total_steps"
+        )
+
     def _optimizer_step(self, scaler: torch.amp.GradScaler | None) -> None:
         if scaler is None:
             self.optimizer.step()
@@ -512,7 +691,7 @@ class Masking:
         if decay is None:
             return
         if getattr(decay, "mode", "current") == "cumulative":
-            decay.step(self.mask_step, 1.0 - self.stats.total_density)
+            decay.step(self.mask_step, 1.0 - self._stats.total_density)
         else:
             decay.step(self.mask_step)
 
@@ -531,28 +710,29 @@ class Masking:
         Growth functions only add positions; everything inactive after the drop is already zero, so grown
         weights (and, under sparse gradients, their optimizer state) start at exactly zero.
         """
+        self._verify(skip_if_unchanged=False, measure=False)
         rate = self.prune_rate
         prunable = self.prunable_names()
         self.name2prune_rate = {name: (rate if name in prunable else 0.0) for name in self.mask_dict}
         self._gather_redistribution(prunable)
 
-        before = dict(self.stats.nonzeros_dict)
+        before = dict(self._stats.nonzeros_dict)
         if self.global_prune:
-            self.stats.total_removed = self.prune_func(self)
+            self._stats.total_removed = self.prune_func(self)
         else:
-            self.stats.removed_dict = dict.fromkeys(self.mask_dict, 0)
+            self._stats.removed_dict = dict.fromkeys(self.mask_dict, 0)
             for name in prunable:
                 self.mask_dict[name] = self.prune_func(self, self.mask_dict[name], self.params[name], name)
         self._refresh()
-        removed = {name: before[name] - self.stats.nonzeros_dict[name] for name in self.mask_dict}
-        self.stats.removed_dict = removed
-        self.stats.total_removed = sum(removed.values())
+        removed = {name: before[name] - self._stats.nonzeros_dict[name] for name in self.mask_dict}
+        self._stats.removed_dict = removed
+        self._stats.total_removed = sum(removed.values())
         # Dropped weights, and (sparse gradients) their optimizer state, become exactly zero.
         self.apply_mask()
         if not self.dense_gradients:
             self.reset_momentum()
 
-        if self.growth_mode != "none" and self.stats.total_removed > 0:
+        if self.growth_mode != "none" and self._stats.total_removed > 0:
             zero_grown = self.dense_gradients and not self.keep_grown_momentum
             previous = {name: self.mask_dict[name].clone() for name in prunable} if zero_grown else {}
             for name, count in self._regrowth(prunable).items():
@@ -569,22 +749,22 @@ class Masking:
 
     def _gather_redistribution(self, prunable: list[str]) -> None:
         if self.redistribution_mode in PRESERVING_MODES:
-            self.stats.variance_dict = {}
-            self.stats.total_variance = 0.0
+            self._stats.variance_dict = {}
+            self._stats.total_variance = 0.0
             return
         raw = {name: self.redistribution_func(self, name, self.params[name], self.mask_dict[name]) for name in prunable}
         total = sum(value for value in raw.values() if value == value)
-        self.stats.total_variance = total
-        self.stats.variance_dict = {name: (value / total if total > 0 else 0.0) for name, value in raw.items()}
+        self._stats.total_variance = total
+        self._stats.variance_dict = {name: (value / total if total > 0 else 0.0) for name, value in raw.items()}
 
     def _regrowth(self, prunable: list[str]) -> dict[str, int]:
         """How many weights each layer grows: what it lost, or (redistribution) its share of all that was lost."""
-        removed = self.stats.removed_dict
+        removed = self._stats.removed_dict
         if self.redistribution_mode in PRESERVING_MODES or self.global_prune:
             return {name: removed.get(name, 0) for name in prunable}
-        capacities = [self.stats.zeros_dict[name] for name in prunable]
-        shares = [self.stats.variance_dict.get(name, 0.0) for name in prunable]
-        return dict(zip(prunable, apportion(self.stats.total_removed, shares, capacities), strict=False))
+        capacities = [self._stats.zeros_dict[name] for name in prunable]
+        shares = [self._stats.variance_dict.get(name, 0.0) for name in prunable]
+        return dict(zip(prunable, apportion(self._stats.total_removed, shares, capacities), strict=False))
 
     def _reset_grown_state(self, previous: dict[str, torch.Tensor]) -> None:
         """Under dense gradients, reset the momentum of newly grown weights (it is zero otherwise already)."""
@@ -598,12 +778,12 @@ class Masking:
 
     def _count(self) -> None:
         nonzeros = {name: int(torch.count_nonzero(mask)) for name, mask in self.mask_dict.items()}
-        self.stats.set_counts(nonzeros, {name: mask.numel() for name, mask in self.mask_dict.items()})
+        self._stats.set_counts(nonzeros, {name: mask.numel() for name, mask in self.mask_dict.items()})
 
     def _refresh(self) -> None:
         """Recount, and rebuild what the hot path reads: which layers have inactive weights, float masks."""
         self._count()
-        self._sparse_names = [n for n, zeros in self.stats.zeros_dict.items() if zeros > 0]
+        self._sparse_names = [n for n, zeros in self._stats.zeros_dict.items() if zeros > 0]
         if self.low_memory:
             return
         self._float_masks = {name: self._as_float(name, self._float_masks.get(name)) for name in self._sparse_names}
@@ -638,8 +818,14 @@ class Masking:
     def remove_weight_partial_name(self, partial_name: str) -> None:
         """Stop masking every weight whose name contains `partial_name` (eg: 'conv').
 
+        A part that is in no weight tensor's name at all (a typo) is refused, naming the closest names.
+
         :param partial_name: a substring of weight names
         """
+        if self.module is not None:
+            names = [name for name, _ in weight_aliases(self.module)]
+            if not any(partial_name in name for name in names):
+                raise unmatched_exclude_error(partial_name, names)
         for name in [n for n in self.mask_dict if partial_name in n]:
             self._forget(name)
 
@@ -654,13 +840,14 @@ class Masking:
             self._forget(name)
 
     def _forget(self, name: str) -> None:
+        self._dense_reasons.setdefault(id(self.params[name]), self._removal_reason)
         self.mask_dict.pop(name)
         self.ever_active.pop(name, None)
         self.dense_layers.discard(name)
         if self._initialised:
             self._refresh()
-            self.total_params = self.stats.total_nonzero + self.stats.total_zero
-            self.baseline_nonzero = self.stats.total_nonzero
+            self.total_params = self._stats.total_nonzero + self._stats.total_zero
+            self.baseline_nonzero = self._stats.total_nonzero
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -674,7 +861,7 @@ class Masking:
             "total_params": self.total_params,
             "dense_layers": sorted(self.dense_layers),
             "name2prune_rate": dict(self.name2prune_rate),
-            "stats": self.stats.state_dict(),
+            "stats": self._stats.state_dict(),
             "decay": None if self.prune_rate_decay is None else self.prune_rate_decay.state_dict(),
             "flops": None if self._flops is None else self._flops.state_dict(),
             "config": {
@@ -709,8 +896,9 @@ class Masking:
             if not isinstance(saved, torch.Tensor) or tuple(saved.shape) != expected:
                 got = tuple(saved.shape) if isinstance(saved, torch.Tensor) else type(saved).__name__
                 raise SparseLearningError(f"saved mask for {name!r} has shape {got}, the weight has {expected}")
-        for name, saved in masks.items():
-            self.mask_dict[name] = saved.to(device=self.params[name].device, dtype=torch.bool).clone()
+        checked = {name: as_boolean_mask(saved, f"saved mask for {name!r}") for name, saved in masks.items()}
+        for name, saved in checked.items():
+            self.mask_dict[name] = saved.to(device=self.params[name].device).clone()
         self.ever_active = {
             name: saved.to(device=self.params[name].device, dtype=torch.bool).clone()
             for name, saved in state.get("ever_active", {}).items()
@@ -720,7 +908,8 @@ class Masking:
         self.total_params = int(state["total_params"])
         self.dense_layers = set(state.get("dense_layers", []))
         self.name2prune_rate = dict(state.get("name2prune_rate", {}))
-        self.stats.load_state_dict(state["stats"])
+        self._stats.load_state_dict(state["stats"])
+        self._checked_versions = None
         if state.get("decay") is not None and self.prune_rate_decay is not None:
             self.prune_rate_decay.load_state_dict(state["decay"])
         self._refresh()
@@ -734,7 +923,7 @@ class Masking:
 
     def __repr__(self) -> str:
         return (
-            f"Masking(layers={len(self.mask_dict)}, density={self.stats.total_density:.4f} of target {self.density}, "
+            f"Masking(layers={len(self.mask_dict)}, density={self._stats.total_density:.4f} of target {self.density}, "
             f"sparse_init={self.sparse_init!r}, prune_mode={self.prune_mode!r}, growth_mode={self.growth_mode!r}, "
             f"redistribution_mode={self.redistribution_mode!r}, mask_step={self.mask_step})"
         )

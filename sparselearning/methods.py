@@ -6,7 +6,9 @@
     masking.step()          # instead of optimizer.step()
 
 Every function also takes `exclude=[...]` (layer names, partial names or module types kept dense) and any
-other `Masking` keyword. Dynamic methods update masks every `update_frequency` steps until `end_fraction` of
+other `Masking` keyword. Unlike a bare `Masking`, the builders refuse a density at which some masked layer
+would get no active weight (`allow_empty_layers=False`), and the ones that know `total_steps` pass it on, so
+stepping past the planned end warns. Dynamic methods update masks every `update_frequency` steps until `end_fraction` of
 training (RigL: 100 and 75%) with the drop fraction annealed by a cosine from `drop_fraction` (RigL: 0.3,
 SNFS: 0.5).
 """
@@ -23,9 +25,24 @@ from torch import nn
 
 from sparselearning.core import Masking
 from sparselearning.errors import SparseLearningError, check_choice, check_density, check_fraction, check_positive_int
-from sparselearning.funcs.decay import CosineDecay, MagnitudePruneDecay
+from sparselearning.funcs.decay import CosineDecay, Decay, MagnitudePruneDecay
 
 Optimizer = torch.optim.Optimizer
+
+
+def _build(
+    model: nn.Module,
+    optimizer: Optimizer,
+    prune_rate_decay: Decay | None,
+    lottery_mask_path: str | Path | None = None,
+    **masking_options: Any,
+) -> Masking:
+    """A Masking with the builders' defaults, over `model` (minus `exclude`)."""
+    exclude = masking_options.pop("exclude", ())
+    masking_options.setdefault("allow_empty_layers", False)
+    masking = Masking(optimizer, prune_rate_decay, **masking_options)
+    masking.add_module(model, lottery_mask_path=lottery_mask_path, exclude=exclude)
+    return masking
 
 
 def _end_step(total_steps: int, end_fraction: float) -> int:
@@ -49,25 +66,21 @@ def _dynamic(
     **masking_options: Any,
 ) -> Masking:
     end_when = _end_step(total_steps, end_fraction)
-    exclude = masking_options.pop("exclude", ())
-    masking = Masking(
+    return _build(
+        model,
         optimizer,
         CosineDecay(check_fraction(drop_fraction, "drop_fraction"), T_max=end_when),
         density=density,
         update_frequency=check_positive_int(update_frequency, "update_frequency"),
         end_when=end_when,
+        total_steps=total_steps,
         **masking_options,
     )
-    masking.add_module(model, exclude=exclude)
-    return masking
 
 
 def dense(model: nn.Module, optimizer: Optimizer, **masking_options: Any) -> Masking:
     """Dense training through the same interface (`step()` is `optimizer.step()`)."""
-    exclude = masking_options.pop("exclude", ())
-    masking = Masking(optimizer, None, density=1.0, **masking_options)
-    masking.add_module(model, exclude=exclude)
-    return masking
+    return _build(model, optimizer, None, density=1.0, **masking_options)
 
 
 def small_dense_width(width: int, density: float) -> int:
@@ -84,10 +97,7 @@ def static(
     model: nn.Module, optimizer: Optimizer, density: float = 0.1, sparse_init: str = "random", **masking_options: Any
 ) -> Masking:
     """Static sparse: the initial mask never changes."""
-    exclude = masking_options.pop("exclude", ())
-    masking = Masking(optimizer, None, density=density, sparse_init=sparse_init, **masking_options)
-    masking.add_module(model, exclude=exclude)
-    return masking
+    return _build(model, optimizer, None, density=density, sparse_init=sparse_init, **masking_options)
 
 
 def set_(
@@ -240,8 +250,8 @@ def pruning(
     decay = MagnitudePruneDecay(
         initial_sparsity=0.0, final_sparsity=1.0 - density, T_max=end_when, T_start=start_when, interval=interval
     )
-    exclude = masking_options.pop("exclude", ())
-    masking = Masking(
+    return _build(
+        model,
         optimizer,
         decay,
         density=1.0,
@@ -251,10 +261,9 @@ def pruning(
         update_frequency=check_positive_int(interval, "interval"),
         start_when=start_when,
         end_when=end_when + 1,
+        total_steps=total_steps,
         **masking_options,
     )
-    masking.add_module(model, exclude=exclude)
-    return masking
 
 
 def lottery(
@@ -269,15 +278,15 @@ def lottery(
 
     `shuffle=True` keeps only each layer's density (`lottery-ticket-dist`).
     """
-    exclude = masking_options.pop("exclude", ())
-    masking = Masking(
+    masking = _build(
+        model,
         optimizer,
         None,
+        lottery_mask_path,
         density=1.0,
         sparse_init="lottery-ticket-dist" if shuffle else "lottery-ticket",
         **masking_options,
     )
-    masking.add_module(model, lottery_mask_path=lottery_mask_path, exclude=exclude)
     masking.density = masking.stats.total_density
     return masking
 

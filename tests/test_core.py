@@ -430,3 +430,22 @@ def test_snfs_grown_weights_start_from_zero_momentum_unless_asked_to_keep_it(kee
         assert bool((momentum[grown] != 0).any()) == keep
         assert bool((model.state_dict()[name][grown] == 0).all())
     assert grown_any
+
+
+def test_load_state_dict_refuses_masks_that_are_not_zeros_and_ones() -> None:
+    masking, _ = masking_for(small_mlp(), density=0.1)
+    state = masking.state_dict()
+    state["masks"]["3.weight"] = torch.full((32, 64), 0.3)
+    with pytest.raises(SparseLearningError, match=r"^saved mask for '3.weight' holds 2,048 values that are neither"):
+        masking.load_state_dict(state)
+    state["masks"]["3.weight"] = masking.mask_dict["3.weight"].to(torch.uint8)
+    masking.load_state_dict(state)
+    assert masking.mask_dict["3.weight"].dtype == torch.bool
+
+
+def test_apply_mask_is_seen_by_the_weights_version_counters() -> None:
+    masking, _ = masking_for(small_mlp(), density=0.1)
+    weight = masking.params["1.weight"]
+    before = weight._version
+    masking.apply_mask()
+    assert weight._version > before

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from sparselearning.core import Masking
 
+_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 INIT_STREAM = 2  # purpose key of the random stream used for initial masks
 SHUFFLE_STREAM = 3  # lottery-ticket-dist: must differ from INIT_STREAM, or a same-seed reshuffle repeats the mask
 
@@ -72,13 +73,44 @@ def get_erdos_renyi_dist(masking: Masking, is_kernel: bool = True) -> dict[str, 
     return erdos_renyi_densities(shapes, masking.density, is_kernel)
 
 
-def _counts_for_densities(masking: Masking, densities: dict[str, float]) -> dict[str, int]:
-    """Whole counts per layer following `densities`, summing exactly to round(density * total)."""
-    sizes = {name: mask.numel() for name, mask in masking.mask_dict.items()}
-    budget = round(masking.density * sum(sizes.values()))
+def erdos_renyi_counts(shapes: dict[str, torch.Size], density: float, is_kernel: bool) -> dict[str, int]:
+    """Whole ER/ERK counts per layer, summing exactly to round(density * total).
+
+    :param shapes: weight name -> shape
+    :param density: overall density
+    :param is_kernel: ERK (True) or ER (False)
+    :return: weight name -> active weights
+    """
+    densities = erdos_renyi_densities(shapes, density, is_kernel)
+    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+    budget = round(density * sum(sizes.values()))
     names = list(sizes)
     shares = apportion(budget, [densities[n] * sizes[n] for n in names], [sizes[n] for n in names])
     return dict(zip(names, shares, strict=False))
+
+
+def uniform_counts(sizes: dict[str, int], density: float, first_is_conv: bool) -> dict[str, int]:
+    """Whole uniform counts per layer, summing exactly to round(density * total).
+
+    As in RigL, a first layer that is a convolution stays dense (it is small and costly to sparsify); the
+    other layers then share what remains of the budget.
+
+    :param sizes: weight name -> number of weights, in the model's order
+    :param density: overall density
+    :param first_is_conv: whether the first layer is a convolution
+    :return: weight name -> active weights
+    """
+    names = list(sizes)
+    budget = round(density * sum(sizes.values()))
+    first = names[0]
+    counts: dict[str, int] = {}
+    if density < 1.0 and len(names) > 1 and first_is_conv and sizes[first] < budget:
+        counts[first] = sizes[first]
+        budget -= sizes[first]
+        names = names[1:]
+    shares = apportion(budget, [float(sizes[n]) for n in names], [sizes[n] for n in names])
+    counts.update(zip(names, shares, strict=False))
+    return counts
 
 
 def _fill_random(masking: Masking, counts: dict[str, int], stream: int = INIT_STREAM) -> None:
@@ -100,17 +132,7 @@ def random_init(masking: Masking, **kwargs: Any) -> None:
     :param masking: Masking instance (its `density`, `mask_dict` and generators are used)
     """
     sizes = {name: mask.numel() for name, mask in masking.mask_dict.items()}
-    names = list(sizes)
-    budget = round(masking.density * sum(sizes.values()))
-    first = names[0]
-    counts: dict[str, int] = {}
-    if masking.density < 1.0 and len(names) > 1 and masking.is_conv(first) and sizes[first] < budget:
-        counts[first] = sizes[first]
-        budget -= sizes[first]
-        names = names[1:]
-    shares = apportion(budget, [float(sizes[n]) for n in names], [sizes[n] for n in names])
-    counts.update(zip(names, shares, strict=False))
-    _fill_random(masking, counts)
+    _fill_random(masking, uniform_counts(sizes, masking.density, masking.is_conv(next(iter(sizes)))))
 
 
 def erdos_renyi_init(masking: Masking, is_kernel: bool = True, **kwargs: Any) -> None:
@@ -119,7 +141,71 @@ def erdos_renyi_init(masking: Masking, is_kernel: bool = True, **kwargs: Any) ->
     :param masking: Masking instance
     :param is_kernel: use ERK (True), ER (False)
     """
-    _fill_random(masking, _counts_for_densities(masking, get_erdos_renyi_dist(masking, is_kernel)))
+    shapes = {name: mask.shape for name, mask in masking.mask_dict.items()}
+    _fill_random(masking, erdos_renyi_counts(shapes, masking.density, is_kernel))
+
+
+# The inits whose per-layer counts follow from `density` alone, and how they count.
+DENSITY_COUNTS: dict[str, Callable[[dict[str, torch.Size], float, bool], dict[str, int]]] = {
+    "random": lambda shapes, density, first_is_conv: uniform_counts(
+        {name: math.prod(shape) for name, shape in shapes.items()}, density, first_is_conv
+    ),
+    "erdos-renyi": lambda shapes, density, first_is_conv: erdos_renyi_counts(shapes, density, False),
+    "erdos-renyi-kernel": lambda shapes, density, first_is_conv: erdos_renyi_counts(shapes, density, True),
+}
+
+
+def smallest_density(sparse_init: str, shapes: dict[str, torch.Size], first_is_conv: bool = False) -> float:
+    """The smallest density at which `sparse_init` gives every layer at least one active weight.
+
+    Searched over whole budgets (the counts depend on round(density * total) and on the density itself); of the
+    densities that round to the smallest working budget, the one with the fewest digits is returned.
+
+    :param sparse_init: `random`, `erdos-renyi` or `erdos-renyi-kernel`
+    :param shapes: weight name -> shape of every masked layer, in the model's order
+    :param first_is_conv: whether the first layer is a convolution (uniform keeps it dense)
+    :return: a density in (0, 1]
+    """
+    count = DENSITY_COUNTS[sparse_init]
+    total = sum(math.prod(shape) for shape in shapes.values())
+
+    def works(density: float) -> bool:
+        return min(count(shapes, density, first_is_conv).values()) >= 1
+
+    lowest_failing, highest_working = 0, total  # budgets; every layer is full at the whole budget
+    while highest_working - lowest_failing > 1:
+        middle = (lowest_failing + highest_working) // 2
+        if works(middle / total):
+            highest_working = middle
+        else:
+            lowest_failing = middle
+    # Densities in [(budget - 0.5) / total, budget / total] round to the budget: name the shortest one there.
+    lowest, highest = (highest_working - 0.5) / total, highest_working / total
+    for digits in range(1, 17):
+        scale = 10.0 ** (digits - 1 - math.floor(math.log10(lowest)))
+        short = math.ceil(lowest * scale) / scale
+        if short <= highest and works(short):
+            return short
+    return highest
+
+
+def require_a_weight_per_layer(masking: Masking) -> None:
+    """Refuse initial masks that leave a layer without an active weight (its outputs would be constant, and a
+    run at such a density trains to chance accuracy), naming the smallest density that avoids it.
+
+    :param masking: a Masking whose `mask_dict` a density-driven init (uniform, ER, ERK) has just filled
+    """
+    empty = [name for name, mask in masking.mask_dict.items() if mask.numel() and not bool(mask.any())]
+    if not empty:
+        return
+    shapes = {name: mask.shape for name, mask in masking.mask_dict.items()}
+    lowest = smallest_density(masking.sparse_init, shapes, masking.is_conv(next(iter(shapes))))
+    others = f" and {len(empty) - 1} more layers" if len(empty) > 1 else ""
+    raise SparseLearningError(
+        f"density {masking.density} leaves layer {empty[0]!r} ({math.prod(shapes[empty[0]]):,} weights){others} "
+        f"without an active weight under sparse_init {masking.sparse_init!r}; the smallest density that gives "
+        f"every masked layer at least one weight is {lowest}"
+    )
 
 
 def _read_mask_file(path: Path) -> dict[str, torch.Tensor]:
@@ -138,6 +224,31 @@ def _read_mask_file(path: Path) -> dict[str, torch.Tensor]:
             f"{path} holds no masks: expected torch.save(masking.state_dict()) or a training checkpoint"
         )
     return masks
+
+
+def as_boolean_mask(value: torch.Tensor, what: str) -> torch.Tensor:
+    """A mask read from a file as bool, refusing anything but 0/1 or True/False values.
+
+    Converting 0.3 or NaN to bool gives True, so a hostile or broken file would silently turn into a dense run.
+
+    :param value: the tensor read from the file
+    :param what: names the mask in the error, e.g. "lottery mask for 'fc.weight' in masks.pt"
+    :return: the mask as a bool tensor on the CPU
+    """
+    if value.layout != torch.strided:
+        raise SparseLearningError(f"{what} is stored as a {value.layout} tensor; masks must be dense tensors")
+    if value.dtype == torch.bool:
+        return value.cpu()
+    if value.is_complex() or not (value.is_floating_point() or value.dtype in _INTEGER_DTYPES):
+        raise SparseLearningError(f"{what} has dtype {value.dtype}; masks must hold only 0/1 or True/False")
+    binary = (value == 0) | (value == 1)
+    if not bool(binary.all()):
+        odd = value[~binary]
+        raise SparseLearningError(
+            f"{what} holds {odd.numel():,} values that are neither 0 nor 1 (e.g. {odd.reshape(-1)[0].item()}); "
+            "masks must hold only 0/1 or True/False"
+        )
+    return (value != 0).cpu()
 
 
 def lottery_ticket_init(masking: Masking, lottery_mask_path: str | Path | None = None, shuffle: bool = False) -> None:
@@ -160,6 +271,7 @@ def lottery_ticket_init(masking: Masking, lottery_mask_path: str | Path | None =
         raise SparseLearningError(
             f"lottery masks in {path} do not match the model: missing {missing or 'none'}, unexpected {extra or 'none'}"
         )
+    masks = {}
     for name, mask in masking.mask_dict.items():
         loaded = saved[name]
         if not isinstance(loaded, torch.Tensor) or loaded.shape != mask.shape:
@@ -167,7 +279,13 @@ def lottery_ticket_init(masking: Masking, lottery_mask_path: str | Path | None =
             raise SparseLearningError(
                 f"lottery mask for {name!r} in {path} has shape {got}, the model's weight has {tuple(mask.shape)}"
             )
-        masking.mask_dict[name] = loaded.to(device=mask.device, dtype=torch.bool)
+        masks[name] = as_boolean_mask(loaded, f"lottery mask for {name!r} in {path}")
+        if not bool(masks[name].any()):
+            raise SparseLearningError(
+                f"lottery mask for {name!r} in {path} has no active weight; every masked layer needs at least one"
+            )
+    for name, mask in masks.items():
+        masking.mask_dict[name] = mask.to(masking.mask_dict[name].device)
     if shuffle:
         counts = {name: int(torch.count_nonzero(m)) for name, m in masking.mask_dict.items()}
         _fill_random(masking, counts, SHUFFLE_STREAM)
@@ -176,10 +294,21 @@ def lottery_ticket_init(masking: Masking, lottery_mask_path: str | Path | None =
 def resume_init(masking: Masking, **kwargs: Any) -> None:
     """Masks from the weights that are currently non-zero (a sparse model saved without its masks).
 
+    Weights that are NaN or infinite, or a layer whose weights are all zero (it would have no active weight),
+    are refused, naming the layer.
+
     :param masking: Masking instance
     """
     for name in masking.mask_dict:
-        masking.mask_dict[name] = masking.params[name].detach() != 0
+        weight = masking.params[name].detach()
+        if not bool(torch.isfinite(weight).all()):
+            raise SparseLearningError(f"weights of {name!r} hold NaN or infinite values; resume needs finite weights")
+        mask = weight != 0
+        if not bool(mask.any()):
+            raise SparseLearningError(
+                f"weights of {name!r} are all zero, so resume would leave the layer without an active weight"
+            )
+        masking.mask_dict[name] = mask
 
 
 def _remove_linear_layers(masking: Masking) -> float:

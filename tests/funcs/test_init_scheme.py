@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from sparselearning import methods
 from sparselearning.errors import SparseLearningError
-from sparselearning.funcs.init_scheme import get_erdos_renyi_dist, registry
+from sparselearning.funcs.init_scheme import get_erdos_renyi_dist, registry, smallest_density
 from tests.helpers import SmallConvNet, masking_for, small_mlp
 
 
@@ -186,3 +187,117 @@ def test_channel_wise_init_refuses_an_impossible_density() -> None:
         masking_for(model, density=0.1, sparse_init="struct-random")
     with pytest.raises(SparseLearningError, match="needs convolution layers"):
         masking_for(small_mlp(), density=0.5, sparse_init="struct-random")
+
+
+def _saved_masks_with(tmp_path: Path, layer: str, mask: torch.Tensor) -> Path:
+    source, _ = masking_for(small_mlp(), density=0.1, seed=7)
+    state = source.state_dict()
+    state["masks"][layer] = mask
+    path = tmp_path / "masks.pt"
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize("init", ["lottery-ticket", "lottery-ticket-dist"])
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (float("nan"), r"holds 1 values that are neither 0 nor 1 \(e\.g\. nan\)"),
+        (0.3, r"holds 1 values that are neither 0 nor 1 \(e\.g\. 0\.3"),
+        (2, r"holds 1 values that are neither 0 nor 1 \(e\.g\. 2\)"),
+    ],
+)
+def test_lottery_masks_must_hold_only_zeros_and_ones(tmp_path: Path, init: str, value: float, problem: str) -> None:
+    mask = torch.zeros(10, 32, dtype=torch.float32 if isinstance(value, float) else torch.int64)
+    mask[0, 0] = 1
+    mask[3, 4] = value
+    path = _saved_masks_with(tmp_path, "5.weight", mask)
+    with pytest.raises(SparseLearningError, match=f"^lottery mask for '5.weight' in {path} {problem}"):
+        masking_for_lottery(small_mlp(), path, init)
+
+
+def test_a_lottery_mask_of_another_dtype_or_layout_is_refused(tmp_path: Path) -> None:
+    path = _saved_masks_with(tmp_path, "5.weight", torch.ones(10, 32, dtype=torch.complex64))
+    with pytest.raises(SparseLearningError, match="has dtype torch.complex64; masks must hold only 0/1"):
+        masking_for_lottery(small_mlp(), path)
+    path = _saved_masks_with(tmp_path, "5.weight", torch.ones(10, 32).to_sparse())
+    with pytest.raises(SparseLearningError, match="is stored as a torch.sparse_coo tensor"):
+        masking_for_lottery(small_mlp(), path)
+
+
+def test_an_all_zero_lottery_mask_is_refused(tmp_path: Path) -> None:
+    path = _saved_masks_with(tmp_path, "3.weight", torch.zeros(32, 64, dtype=torch.bool))
+    with pytest.raises(SparseLearningError) as caught:
+        masking_for_lottery(small_mlp(), path, "lottery-ticket-dist")
+    assert str(caught.value) == (
+        f"lottery mask for '3.weight' in {path} has no active weight; every masked layer needs at least one"
+    )
+
+
+def test_a_float_lottery_mask_of_zeros_and_ones_is_used_as_is(tmp_path: Path) -> None:
+    source, _ = masking_for(small_mlp(), density=0.1, seed=7)
+    path = _saved_masks_with(tmp_path, "5.weight", source.mask_dict["5.weight"].float())
+    masking, _ = masking_for_lottery(small_mlp(), path)
+    assert all(torch.equal(masking.mask_dict[n], source.mask_dict[n]) for n in source.mask_dict)
+
+
+def test_resume_refuses_an_all_zero_layer_and_non_finite_weights() -> None:
+    model = small_mlp()
+    with torch.no_grad():
+        model[3].weight.zero_()
+    with pytest.raises(SparseLearningError, match="^weights of '3.weight' are all zero, so resume would leave"):
+        masking_for(model, density=0.5, sparse_init="resume")
+    model = small_mlp()
+    with torch.no_grad():
+        model[5].weight[0, 0] = float("inf")
+    with pytest.raises(SparseLearningError, match="^weights of '5.weight' hold NaN or infinite values"):
+        masking_for(model, density=0.5, sparse_init="resume")
+
+
+SMALL_MLP_SHAPES = {
+    "1.weight": torch.Size([64, 144]),
+    "3.weight": torch.Size([32, 64]),
+    "5.weight": torch.Size([10, 32]),
+}
+
+
+@pytest.mark.parametrize(
+    ("init", "smallest"),
+    # uniform: of budget 18 the 320-weight layer's share is 0.497, the largest remainder (14.32, 3.18), so it
+    # gets 1; of 17 its 0.470 loses to 13.52. ER/ERK: shares follow n_in + n_out (208, 96, 42): of budget 4 the
+    # last gets 0.486, the largest remainder; of 3 only 0.364. 0.00152 * 11584 = 17.6 and 0.00031 * 11584 = 3.6
+    # round to 18 and 4 (0.0015 and 0.0003 would round to 17 and 3).
+    [("random", 0.00152), ("erdos-renyi", 0.00031), ("erdos-renyi-kernel", 0.00031)],
+)
+def test_smallest_density_is_the_lowest_that_gives_every_layer_a_weight(init: str, smallest: float) -> None:
+    assert smallest_density(init, SMALL_MLP_SHAPES) == smallest
+    masking, _ = masking_for(small_mlp(), density=smallest, sparse_init=init, allow_empty_layers=False)
+    assert min(int(m.sum()) for m in masking.mask_dict.values()) >= 1
+    total = 144 * 64 + 64 * 32 + 32 * 10
+    below = (round(smallest * total) - 1) / total
+    with pytest.raises(SparseLearningError, match=f"the smallest density .* is {smallest}$"):
+        masking_for(small_mlp(), density=below, sparse_init=init, allow_empty_layers=False)
+
+
+def test_a_density_that_empties_a_layer_is_refused_in_one_line_by_the_builders() -> None:
+    model = small_mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(SparseLearningError) as caught:
+        methods.rigl(model, optimizer, density=2e-5, total_steps=100)
+    assert str(caught.value) == (
+        "density 2e-05 leaves layer '1.weight' (9,216 weights) and 2 more layers without an active weight under "
+        "sparse_init 'random'; the smallest density that gives every masked layer at least one weight is 0.00152"
+    )
+    assert int(torch.count_nonzero(model[1].weight)) == 144 * 64, "the model's weights are left as they were"
+    with pytest.raises(SparseLearningError, match="^density 1e-06 leaves layer '1.weight'.* is 0.00031$"):
+        methods.static(model, optimizer, density=1e-6, sparse_init="erdos-renyi-kernel")
+    bare, _ = masking_for(small_mlp(), density=1e-6)  # a bare Masking keeps allowing it unless asked
+    assert bare.stats.total_nonzero == 0
+
+
+def test_uniform_smallest_density_keeps_a_first_convolution_dense() -> None:
+    shapes = {"0.weight": torch.Size([4, 1, 3, 3]), "1.weight": torch.Size([10, 400])}
+    # kept dense, the 36-weight convolution takes 36 of a budget of 37 and leaves 1 to the Linear layer; sampled
+    # like the others it needs a share above 0.5 of the budget (36 / 4036 * 57 = 0.508): 0.014 * 4036 = 56.5 -> 57
+    assert smallest_density("random", shapes, first_is_conv=True) == 0.0091
+    assert smallest_density("random", shapes, first_is_conv=False) == 0.014
