@@ -23,8 +23,9 @@ import logging
 import math
 import sys
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -120,7 +121,8 @@ _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 def _warn_caller(message: str) -> None:
     """Warn with `SparseLearningWarning`, attributed to the first line outside this package (the user's call)."""
-    frame, level = sys._getframe(0), 1
+    frame: FrameType | None = sys._getframe(0)
+    level = 1
     while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, SparseLearningWarning, stacklevel=level)
@@ -321,9 +323,11 @@ class Masking:
 
     def _exclude(self, item: str | type[nn.Module]) -> None:
         """Keep the weights an exclude entry names dense, and remember that this was the user's choice."""
-        aliases = weight_aliases(self.module)
+        model = self.module
+        assert model is not None, "called by add_module"
+        aliases = weight_aliases(model)
         if isinstance(item, type):
-            chosen = [p for name, p in aliases if issubclass(owner_type(self.module, name), item)]
+            chosen = [p for name, p in aliases if issubclass(owner_type(model, name), item)]
         else:
             names = matching_weight_names(item, [name for name, _ in aliases])
             if not names:
@@ -464,17 +468,17 @@ class Masking:
         return self.mask_dict
 
     @property
-    def prune_func(self):
+    def prune_func(self) -> Callable[..., Any]:
         """The prune function of `prune_mode` (always in sync with it)."""
         return prune_registry[self.prune_mode]
 
     @property
-    def growth_func(self):
+    def growth_func(self) -> Callable[..., Any]:
         """The growth function of `growth_mode`."""
         return grow_registry[self.growth_mode]
 
     @property
-    def redistribution_func(self):
+    def redistribution_func(self) -> Callable[..., Any]:
         """The redistribution statistic of `redistribution_mode`."""
         return redistribute_registry[self.redistribution_mode]
 
@@ -539,9 +543,11 @@ class Masking:
             eps = next(
                 (g.get("eps", 1e-8) for g in self.optimizer.param_groups if any(p is weight for p in g["params"])), 1e-8
             )
-            return state["exp_avg"] / (torch.sqrt(state["exp_avg_sq"]) + eps)
-        if state.get("momentum_buffer") is not None:
-            return state["momentum_buffer"]
+            ratio: torch.Tensor = state["exp_avg"] / (torch.sqrt(state["exp_avg_sq"]) + eps)
+            return ratio
+        buffer: torch.Tensor | None = state.get("momentum_buffer")
+        if buffer is not None:
+            return buffer
         raise SparseLearningError(
             "momentum growth/redistribution needs optimizer momentum (SGD with momentum > 0, Adam or AdamW) and a "
             "first optimizer step; use growth_mode='absolute-gradient' and redistribution_mode='none' otherwise"
@@ -691,7 +697,8 @@ class Masking:
         if decay is None:
             return
         if getattr(decay, "mode", "current") == "cumulative":
-            decay.step(self.mask_step, 1.0 - self._stats.total_density)
+            cumulative_step: Callable[..., None] = decay.step  # (step, current_sparsity), as MagnitudePruneDecay
+            cumulative_step(self.mask_step, 1.0 - self._stats.total_density)
         else:
             decay.step(self.mask_step)
 
