@@ -344,6 +344,7 @@ def _headline(candidates: dict) -> list[str]:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     dense = candidates.get(("Dense", None))
+    chosen: list[tuple[str, float | None, tuple[str, list] | None]]
     chosen = [("Dense", None, None if dense is None else ("Dense", dense))]
     chosen += [
         (family, density, _pick(candidates, density, (family,)))

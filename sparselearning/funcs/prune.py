@@ -15,7 +15,7 @@ import functools
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -57,7 +57,7 @@ def _global_removal_count(masking: Masking, total_nonzero: int, total_active: in
     decay = masking.prune_rate_decay
     target_nonzero = getattr(decay, "target_nonzero", None)
     if getattr(decay, "mode", "current") == "cumulative" and callable(target_nonzero):
-        count = total_nonzero - target_nonzero(masking.total_params)
+        count = total_nonzero - int(target_nonzero(masking.total_params))
     else:
         count = round(masking.prune_rate * masking.total_params)
     return max(0, min(total_active, count))
@@ -107,7 +107,7 @@ def struct_magnitude_prune(
     mask: torch.Tensor,
     weight: torch.Tensor,
     name: str,
-    criterion: Callable = torch.mean,
+    criterion: Callable[..., torch.Tensor] = torch.mean,
 ) -> torch.Tensor:
     """Prunes the weights channel-wise, with reduced smallest magnitude.
 
@@ -132,7 +132,7 @@ def struct_magnitude_prune(
     return expand_kernel_mask(kernels, mask)
 
 
-registry: dict[str, Callable] = {
+registry: dict[str, Callable[..., Any]] = {
     "magnitude": magnitude_prune,
     "global-magnitude": global_magnitude_prune,
     "struct-magnitude-mean": partial(struct_magnitude_prune, criterion=torch.mean),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 from pathlib import Path
+from typing import Any
 
 import hydra.utils
 import torch
@@ -69,7 +70,7 @@ def registry_model_arguments(cfg: DictConfig, info: DatasetInfo) -> tuple[str, d
 def _parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool) -> list[dict]:
     if decay_bias_and_norm or weight_decay == 0:
         return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
-    no_decay_ids = set()
+    no_decay_ids: set[int] = set()
     for module in model.modules():
         if isinstance(module, NORM_TYPES):
             no_decay_ids.update(id(p) for p in module.parameters(recurse=False))
@@ -163,6 +164,7 @@ def _decay(masking_cfg: DictConfig, schedule: Schedule) -> Decay | None:
         )
     if schedule.update_frequency is None:
         return None
+    assert schedule.end_when is not None  # set whenever masks are updated
     rate = float(masking_cfg.prune_rate)
     if kind == "linear":
         return LinearDecay(rate, T_max=schedule.end_when)
@@ -173,7 +175,7 @@ def build_masking(cfg: DictConfig, model: nn.Module, optimizer: torch.optim.Opti
     """The Masking of `masking.name` with the run's schedule (Dense and Small_Dense: a pass-through)."""
     settings = cfg.masking
     name = settings.name
-    common = {"seed": int(cfg.seed), "low_memory": bool(option(settings, "low_memory", False))}
+    common: dict[str, Any] = {"seed": int(cfg.seed), "low_memory": bool(option(settings, "low_memory", False))}
     if name in ("Dense", "Small_Dense"):
         masking = Masking(optimizer, None, density=1.0, **common)
         masking.add_module(model)
@@ -183,6 +185,7 @@ def build_masking(cfg: DictConfig, model: nn.Module, optimizer: torch.optim.Opti
     if name in ("Lottery", "RigL_reinit"):
         lottery_path = resolve_mask_path(settings.lottery_mask_path)
         sparse_init = "lottery-ticket-dist" if option(settings, "shuffle", False) else "lottery-ticket"
+    modes: dict[str, Any]
     if name == "Pruning":
         modes = {"prune_mode": option(settings, "prune_mode", "global-magnitude"), "growth_mode": "none"}
         modes["redistribution_mode"] = "none"
