@@ -183,7 +183,6 @@ class Run:
         self.rank, self.world = distributed.rank_and_world()
         self.is_main = self.rank == 0
         self.settings = run_settings(plain_config(cfg), self.world)
-        self._claim_check()
         self.device = resolve_device(str(cfg.device)) if not distributed.is_active() else distributed.device()
         torch.manual_seed(int(cfg.seed))
         root = option(cfg.dataset, "root")
@@ -219,6 +218,8 @@ class Run:
         self.progress = Progress()
         self.epoch_state: EpochState | None = None
         self.checkpoint_dir = self.run_dir / directory.CHECKPOINTS
+        # Last: a mistake in the settings themselves is the first thing to name; nothing is written before.
+        self._claim_check()
 
     # ------------------------------------------------------------------ the run directory
 
