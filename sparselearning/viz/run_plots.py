@@ -33,7 +33,7 @@ def _series(records: list[dict[str, Any]], split: str, key: str) -> tuple[list[f
 def plot_training_curves(records: list[dict[str, Any]], title: str, path: Path, root: Path | None = None) -> None:
     """Loss, accuracy, learning rate and density against the training step, in one 2x2 figure."""
     figure, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
-    panels = [
+    panels: list[tuple[Any, str, str, list[tuple[str, str | None]]]] = [
         (axes[0, 0], "loss", "cross-entropy loss", [("train", "train"), ("val", "validation")]),
         (axes[0, 1], "accuracy", "top-1 accuracy", [("train", "train"), ("val", "validation")]),
         (axes[1, 0], "lr", "learning rate", [("train", None)]),
