@@ -8,11 +8,11 @@ run: setup
 	.venv/bin/sparselearning train
 
 # pytest exits 5 when it collected no test: that fails here, as it must.
-# mypy checks the public API strictly and the rest with its defaults ([tool.mypy] in pyproject.toml).
+# mypy checks the public API strictly and the rest with its defaults ([tool.mypy] in pyproject.toml); a type
+# error fails the target too, but only after pytest has run, so the test results are always shown.
 test: setup
 	.venv/bin/python -m ruff check .
-	.venv/bin/python -m mypy
-	.venv/bin/python -m pytest
+	.venv/bin/python -m mypy; typed=$$?; .venv/bin/python -m pytest && exit $$typed
 
 typecheck: setup
 	.venv/bin/python -m mypy
