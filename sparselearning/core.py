@@ -21,11 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import torch
@@ -46,7 +43,6 @@ from sparselearning.coverage import (
 )
 from sparselearning.errors import (
     SparseLearningError,
-    SparseLearningWarning,
     check_choice,
     check_density,
     check_positive_int,
@@ -59,7 +55,7 @@ from sparselearning.funcs.prune import GLOBAL_MODES
 from sparselearning.funcs.prune import registry as prune_registry
 from sparselearning.funcs.redistribute import PRESERVING_MODES
 from sparselearning.funcs.redistribute import registry as redistribute_registry
-from sparselearning.misuse import require_momentum, stray_weights_error, unmatched_exclude_error
+from sparselearning.misuse import require_momentum, stray_weights_error, unmatched_exclude_error, warn_user
 from sparselearning.ops.rng import generator_for
 from sparselearning.ops.select import apportion
 from sparselearning.stats import LayerStats
@@ -114,18 +110,6 @@ def _weight_decay_in_place(optimizer: torch.optim.Optimizer) -> Iterator[None]:
     finally:
         for group, decay in groups:
             group["weight_decay"] = decay
-
-
-_PACKAGE_DIR = str(Path(__file__).resolve().parent)
-
-
-def _warn_caller(message: str) -> None:
-    """Warn with `SparseLearningWarning`, attributed to the first line outside this package (the user's call)."""
-    frame: FrameType | None = sys._getframe(0)
-    level = 1
-    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE_DIR):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, SparseLearningWarning, stacklevel=level)
 
 
 def _as_ints(counts: list[torch.Tensor]) -> list[int]:
@@ -357,7 +341,7 @@ class Masking:
         sparse_run = self.density < 1.0 or self.prune_rate_decay is not None
         message = dense_share_warning(records) if sparse_run else None
         if message is not None:
-            _warn_caller(message)
+            warn_user(message)
 
     @torch.no_grad()
     def init(self, lottery_mask_path: str | Path | None = None) -> None:
@@ -677,7 +661,7 @@ class Masking:
     def _warn_past_end(self) -> None:
         """Warn once that the run goes on past the `total_steps` its schedules were planned for."""
         self._past_end_step = math.inf
-        _warn_caller(
+        warn_user(
             f"masking.step() called for step {self.mask_step + 1} of a run planned for total_steps="
             f"{self.total_steps}: mask and drop-fraction schedules are past their end; pass the true total_steps"
         )

@@ -4,16 +4,24 @@
 - masked weights made nonzero behind Masking's back, as `optimizer.step()` in place of `masking.step()` does
   (refused at the next mask update or density report);
 - an exclude entry that matches no weight (refused, naming the nearest names).
+
+What may be meant but deserves a look (dense weights, steps past the plan) is warned about with `warn_user`.
 """
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Iterable
+from types import FrameType
 
 import torch
 
 from sparselearning.coverage import closest_names
-from sparselearning.errors import SparseLearningError
+from sparselearning.errors import SparseLearningError, SparseLearningWarning
+
+# Top-level modules whose frames a warning skips on its way to the user's line.
+_LIBRARY_MODULES = frozenset({"sparselearning", "torch"})
 
 # Optimizers whose state holds `exp_avg` and `exp_avg_sq` (read by `Masking.get_momentum_for_weight`).
 _ADAM_FAMILY = (torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam, torch.optim.RAdam)
@@ -55,9 +63,9 @@ def stray_weights_error(stray: dict[str, int]) -> SparseLearningError:
     worst = max(stray, key=lambda name: stray[name])
     where = f"{stray[worst]:,} in {worst!r}" + (f" and more in {len(stray) - 1} other layers" if len(stray) > 1 else "")
     return SparseLearningError(
-        f"{total:,} masked weights are nonzero ({where}) although their masks are off: the weights were changed "
-        "outside Masking, as optimizer.step() does; call masking.step() instead of optimizer.step() "
-        "(and masking.apply_mask() after loading weights)"
+        f"nonzero weights at masked positions: {total:,} ({where}); the weights were changed outside Masking, as "
+        "optimizer.step() does; call masking.step() instead of optimizer.step() (and masking.apply_mask() after "
+        "loading weights)"
     )
 
 
@@ -67,3 +75,13 @@ def unmatched_exclude_error(entry: str, names: Iterable[str]) -> SparseLearningE
     close = closest_names(entry, names)
     hint = f"closest names: {', '.join(close)}" if close else f"weight names look like: {', '.join(names[:3])}"
     return SparseLearningError(f"exclude entry {entry!r} matches no weight tensor of the model; {hint}")
+
+
+def warn_user(message: str) -> None:
+    """Warn with `SparseLearningWarning`, attributed to the first line outside this package and torch (whose
+    `no_grad` wrappers sit between), i.e. the user's call."""
+    frame: FrameType | None = sys._getframe(0)
+    level = 1
+    while frame is not None and str(frame.f_globals.get("__name__", "")).split(".")[0] in _LIBRARY_MODULES:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, SparseLearningWarning, stacklevel=level)

@@ -17,6 +17,7 @@ from torch import nn
 
 from sparselearning.errors import SparseLearningError
 from sparselearning.funcs._layers import expand_kernel_mask, kernel_view
+from sparselearning.misuse import warn_user
 from sparselearning.ops.select import apportion, sample_indices
 
 if TYPE_CHECKING:
@@ -251,6 +252,20 @@ def as_boolean_mask(value: torch.Tensor, what: str) -> torch.Tensor:
     return (value != 0).cpu()
 
 
+def _refuse_empty_masks(masks: dict[str, torch.Tensor], what: str) -> None:
+    """Refuse masks without any active weight (an empty run); warn, naming them, about empty layers.
+
+    A single empty layer is legitimate: global magnitude pruning can remove all of a layer (a residual branch
+    of a ResNet, say), and a lottery restart from such a run must keep it so.
+    """
+    empty = [name for name, mask in masks.items() if mask.numel() and not bool(mask.any())]
+    if empty and len(empty) == len(masks):
+        raise SparseLearningError(f"{what}: no layer has an active weight, so the run would train an empty network")
+    if empty:
+        listed = ", ".join(repr(name) for name in empty)
+        warn_user(f"{what}: {len(empty)} layer(s) without an active weight: {listed}")
+
+
 def lottery_ticket_init(masking: Masking, lottery_mask_path: str | Path | None = None, shuffle: bool = False) -> None:
     """Masks of a finished run, on this run's freshly initialised weights.
 
@@ -280,10 +295,7 @@ def lottery_ticket_init(masking: Masking, lottery_mask_path: str | Path | None =
                 f"lottery mask for {name!r} in {path} has shape {got}, the model's weight has {tuple(mask.shape)}"
             )
         masks[name] = as_boolean_mask(loaded, f"lottery mask for {name!r} in {path}")
-        if not bool(masks[name].any()):
-            raise SparseLearningError(
-                f"lottery mask for {name!r} in {path} has no active weight; every masked layer needs at least one"
-            )
+    _refuse_empty_masks(masks, f"lottery masks in {path}")
     for name, mask in masks.items():
         masking.mask_dict[name] = mask.to(masking.mask_dict[name].device)
     if shuffle:
@@ -294,21 +306,19 @@ def lottery_ticket_init(masking: Masking, lottery_mask_path: str | Path | None =
 def resume_init(masking: Masking, **kwargs: Any) -> None:
     """Masks from the weights that are currently non-zero (a sparse model saved without its masks).
 
-    Weights that are NaN or infinite, or a layer whose weights are all zero (it would have no active weight),
-    are refused, naming the layer.
+    Weights that are NaN or infinite are refused, naming the layer, and so are weights that are all zero;
+    a single all-zero layer is warned about.
 
     :param masking: Masking instance
     """
+    masks = {}
     for name in masking.mask_dict:
         weight = masking.params[name].detach()
         if not bool(torch.isfinite(weight).all()):
             raise SparseLearningError(f"weights of {name!r} hold NaN or infinite values; resume needs finite weights")
-        mask = weight != 0
-        if not bool(mask.any()):
-            raise SparseLearningError(
-                f"weights of {name!r} are all zero, so resume would leave the layer without an active weight"
-            )
-        masking.mask_dict[name] = mask
+        masks[name] = weight != 0
+    _refuse_empty_masks(masks, "sparse_init 'resume' (masks from the nonzero weights)")
+    masking.mask_dict.update(masks)
 
 
 def _remove_linear_layers(masking: Masking) -> float:

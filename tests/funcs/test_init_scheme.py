@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from sparselearning import methods
-from sparselearning.errors import SparseLearningError
+from sparselearning.errors import SparseLearningError, SparseLearningWarning
 from sparselearning.funcs.init_scheme import get_erdos_renyi_dist, registry, smallest_density
 from tests.helpers import SmallConvNet, masking_for, small_mlp
 
@@ -225,13 +225,25 @@ def test_a_lottery_mask_of_another_dtype_or_layout_is_refused(tmp_path: Path) ->
         masking_for_lottery(small_mlp(), path)
 
 
-def test_an_all_zero_lottery_mask_is_refused(tmp_path: Path) -> None:
-    path = _saved_masks_with(tmp_path, "3.weight", torch.zeros(32, 64, dtype=torch.bool))
+def test_all_zero_lottery_masks_are_refused_and_one_empty_layer_is_named(tmp_path: Path) -> None:
+    source, _ = masking_for(small_mlp(), density=0.1, seed=7)
+    state = source.state_dict()
+    state["masks"] = {name: torch.zeros_like(mask) for name, mask in state["masks"].items()}
+    path = tmp_path / "empty.pt"
+    torch.save(state, path)
     with pytest.raises(SparseLearningError) as caught:
         masking_for_lottery(small_mlp(), path, "lottery-ticket-dist")
     assert str(caught.value) == (
-        f"lottery mask for '3.weight' in {path} has no active weight; every masked layer needs at least one"
+        f"lottery masks in {path}: no layer has an active weight, so the run would train an empty network"
     )
+    # one layer emptied, as global magnitude pruning may leave a residual branch: kept, and named in a warning
+    path = _saved_masks_with(tmp_path, "3.weight", torch.zeros(32, 64, dtype=torch.bool))
+    with pytest.warns(SparseLearningWarning) as warned:
+        masking, _ = masking_for_lottery(small_mlp(), path)
+    assert [str(w.message) for w in warned] == [
+        f"lottery masks in {path}: 1 layer(s) without an active weight: '3.weight'"
+    ]
+    assert int(masking.mask_dict["3.weight"].sum()) == 0
 
 
 def test_a_float_lottery_mask_of_zeros_and_ones_is_used_as_is(tmp_path: Path) -> None:
@@ -241,16 +253,21 @@ def test_a_float_lottery_mask_of_zeros_and_ones_is_used_as_is(tmp_path: Path) ->
     assert all(torch.equal(masking.mask_dict[n], source.mask_dict[n]) for n in source.mask_dict)
 
 
-def test_resume_refuses_an_all_zero_layer_and_non_finite_weights() -> None:
-    model = small_mlp()
-    with torch.no_grad():
-        model[3].weight.zero_()
-    with pytest.raises(SparseLearningError, match="^weights of '3.weight' are all zero, so resume would leave"):
-        masking_for(model, density=0.5, sparse_init="resume")
+def test_resume_refuses_non_finite_or_all_zero_weights_and_names_an_empty_layer() -> None:
     model = small_mlp()
     with torch.no_grad():
         model[5].weight[0, 0] = float("inf")
     with pytest.raises(SparseLearningError, match="^weights of '5.weight' hold NaN or infinite values"):
+        masking_for(model, density=0.5, sparse_init="resume")
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+    with pytest.raises(SparseLearningError, match=r"^sparse_init 'resume' \(masks from the nonzero weights\): no lay"):
+        masking_for(model, density=0.5, sparse_init="resume")
+    model = small_mlp()
+    with torch.no_grad():
+        model[3].weight.zero_()
+    with pytest.warns(SparseLearningWarning, match="1 layer\\(s\\) without an active weight: '3.weight'$"):
         masking_for(model, density=0.5, sparse_init="resume")
 
 
