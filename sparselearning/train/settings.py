@@ -51,16 +51,17 @@ def option(cfg: DictConfig, key: str, default: Any = None) -> Any:
 def _number(value: Any, name: str, minimum: float, inclusive: bool = True, maximum: float | None = None) -> float:
     """A finite number at or above (or strictly above) `minimum`, and at most `maximum`, else one clear error."""
     bound = ">=" if inclusive else ">"
-    allowed = f"a number {bound} {minimum:g}" + ("" if maximum is None else f" and <= {maximum:g}")
+    refusal = SparseLearningError(f"{name} must be a number {bound} {minimum:g}, got {value!r}")
     if isinstance(value, bool):
-        raise SparseLearningError(f"{name} must be {allowed}, got {value!r}")
+        raise refusal
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise SparseLearningError(f"{name} must be {allowed}, got {value!r}") from None
-    too_small = number < minimum or (not inclusive and number == minimum)
-    if not math.isfinite(number) or too_small or (maximum is not None and number > maximum):
-        raise SparseLearningError(f"{name} must be {allowed}, got {value!r}")
+        raise refusal from None
+    if not math.isfinite(number) or number < minimum or (not inclusive and number == minimum):
+        raise refusal
+    if maximum is not None and number > maximum:
+        raise SparseLearningError(f"{name} must be a number <= {maximum:g}, got {value!r}")
     return number
 
 

@@ -37,6 +37,8 @@ def test_sweep_over_densities_writes_one_run_each(tmp_path: Path) -> None:
 def test_default_run_directory_and_results_table(tmp_path: Path) -> None:
     result = _run(["train", *SMALL], tmp_path)
     assert result.returncode == 0, result.stderr
-    run_dir = tmp_path / "runs" / "Synthetic" / "lenet300-100" / "RigL" / "density_0.05" / "seed_0"
+    density_dir = tmp_path / "runs" / "Synthetic" / "lenet300-100" / "RigL" / "density_0.05"
+    (run_dir,) = density_dir.iterdir()  # seed_0-<hash of the other identity settings>
+    assert run_dir.name.startswith("seed_0-") and len(run_dir.name) == len("seed_0-") + 8
     assert (run_dir / "summary.json").exists()
     assert "test accuracy" in result.stdout and str(run_dir) in result.stdout

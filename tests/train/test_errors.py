@@ -89,5 +89,7 @@ def test_corrupt_checkpoint_is_refused_and_earlier_files_stay(small_config, tmp_
 
 def test_checkpoint_of_another_run_is_refused(small_config, tmp_path: Path) -> None:
     train(small_config("masking=SET"), tmp_path)
-    with pytest.raises(SparseLearningError, match="belongs to another run: method 'SET'"):
+    with pytest.raises(
+        SparseLearningError, match=r"holds a run made with other settings: .*masking.name 'SET' \(this run: 'RigL'\)"
+    ):
         train(small_config("masking=RigL"), tmp_path)
