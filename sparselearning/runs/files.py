@@ -59,7 +59,7 @@ def prepare(path: Path, root: Path | None) -> Path:
     return path
 
 
-def write_atomic(path: Path, write: Callable[[IO[bytes]], None], root: Path | None = None) -> None:
+def write_atomic(path: Path, write: Callable[[IO[bytes]], object], root: Path | None = None) -> None:
     """Write `path` through `write(stream)` into a temporary file, fsync, then rename it over `path`.
 
     A crash, a full disk or an exception leaves the earlier file as it was; the temporary file is removed.

@@ -27,6 +27,7 @@ from sparselearning.data.loader import InMemoryLoader
 from sparselearning.data.registry import DatasetInfo, load_dataset
 from sparselearning.data.split import resplit
 from sparselearning.errors import SparseLearningError
+from sparselearning.funcs.decay import MagnitudePruneDecay
 from sparselearning.io import atomic_save
 from sparselearning.runs import directory, files
 from sparselearning.runs.identity import directory_hash, group_hash, run_settings
@@ -130,7 +131,7 @@ def _dataset_options(cfg: DictConfig) -> dict[str, Any]:
 def _loaders(cfg: DictConfig, tensors: dict, info: DatasetInfo, device: torch.device, rank: int, world: int):
     augment = option(cfg.dataset, "augment")
     augment = info.augment if augment is None else bool(augment)
-    common = {"mean": info.mean, "std": info.std, "seed": int(cfg.seed), "device": device}
+    common: dict[str, Any] = {"mean": info.mean, "std": info.std, "seed": int(cfg.seed), "device": device}
     train = InMemoryLoader(
         tensors["train_images"],
         tensors["train_labels"],
@@ -206,7 +207,7 @@ class Run:
         )
         self.memory_format = torch.channels_last if use_cl else None
         if use_cl:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.network = distributed.wrap(self.model, self.device)
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_scheduler(cfg, self.optimizer, self.schedule.total_steps)
@@ -350,8 +351,10 @@ class Run:
         if self.cfg.masking.name != "Small_Dense":
             return self.inference_flops().dense, self.masking.total_params
         reference_cfg = OmegaConf.merge(self.cfg, {"masking": {"name": "Dense"}})
+        assert isinstance(reference_cfg, DictConfig)
         reference = build_model(reference_cfg, self.info).to(self.device)
-        weights = sum(m.weight.numel() for m in reference.modules() if isinstance(m, MASKABLE_TYPES))
+        layers = [m for m in reference.modules() if isinstance(m, MASKABLE_TYPES)]
+        weights = sum(m.get_parameter("weight").numel() for m in layers)
         return count_inference_flops(reference, self._example_input()).dense, weights
 
     def train_flops_fraction(self) -> float:
@@ -359,6 +362,7 @@ class Run:
         mean_fraction = self.masking.avg_inference_FLOPs / self.masking.dense_FLOPs
         if kind == "pruning":
             decay = self.masking.prune_rate_decay
+            assert isinstance(decay, MagnitudePruneDecay)
             schedule = [decay.cumulative_sparsity(t) for t in range(self.schedule.total_steps)]
             return training_flops_fraction(kind, mean_fraction, sparsity_schedule=schedule)
         return training_flops_fraction(kind, mean_fraction, update_interval=self.schedule.update_frequency)
