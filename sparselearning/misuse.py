@@ -52,8 +52,8 @@ def require_momentum(optimizer: torch.optim.Optimizer, growth_mode: str, redistr
     problem = momentum_problem(optimizer)
     if problem is not None:
         raise SparseLearningError(
-            f"{' and '.join(users)} needs optimizer momentum, but {problem}; use SGD(momentum=0.9), Adam or AdamW, "
-            "or growth_mode='absolute-gradient' and redistribution_mode='none'"
+            f"{' and '.join(users)} {'need' if len(users) > 1 else 'needs'} optimizer momentum, but {problem}; use "
+            "SGD(momentum=0.9), Adam or AdamW, or growth_mode='absolute-gradient' and redistribution_mode='none'"
         )
 
 

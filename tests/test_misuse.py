@@ -190,7 +190,7 @@ def test_snfs_with_momentum_free_sgd_is_refused_when_built() -> None:
     with pytest.raises(SparseLearningError) as caught:
         methods.snfs(model, optimizer, total_steps=100)
     assert str(caught.value) == (
-        "growth_mode='momentum' and redistribution_mode='momentum' needs optimizer momentum, but SGD has "
+        "growth_mode='momentum' and redistribution_mode='momentum' need optimizer momentum, but SGD has "
         "momentum=0, so it keeps no momentum buffer; use SGD(momentum=0.9), Adam or AdamW, or "
         "growth_mode='absolute-gradient' and redistribution_mode='none'"
     )

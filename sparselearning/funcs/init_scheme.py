@@ -246,7 +246,7 @@ def as_boolean_mask(value: torch.Tensor, what: str) -> torch.Tensor:
     if not bool(binary.all()):
         odd = value[~binary]
         raise SparseLearningError(
-            f"{what} holds {odd.numel():,} values that are neither 0 nor 1 (e.g. {odd.reshape(-1)[0].item()}); "
+            f"{what} holds {odd.numel():,} values that are neither 0 nor 1 (e.g. {odd.reshape(-1)[0].item():g}); "
             "masks must hold only 0/1 or True/False"
         )
     return (value != 0).cpu()
