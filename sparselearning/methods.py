@@ -247,6 +247,7 @@ def pruning(
     start_when = int(check_fraction(start_fraction, "start_fraction") * total_steps)
     if start_when >= end_when:
         raise SparseLearningError(f"start_fraction {start_fraction} must be below end_fraction {end_fraction}")
+    end_when = min(end_when, total_steps - 1)  # the last step that can prune: steps are 0 .. total_steps - 1
     decay = MagnitudePruneDecay(
         initial_sparsity=0.0, final_sparsity=1.0 - density, T_max=end_when, T_start=start_when, interval=interval
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,26 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from sparselearning.errors import SparseLearningError
+from sparselearning.errors import SparseLearningError, SparseLearningWarning
 from sparselearning.runs import naming
 from sparselearning.train import distributed
 from sparselearning.train.stopping import StopRequested
 
 naming.register()  # ${sl_run_hash:} in the default run and sweep directories
+
+
+def _all_weights(summary: dict[str, Any]) -> str:
+    """The nonzero fraction of every weight tensor of the model, masked or not (what `density` leaves out)."""
+    fraction, nonzero, total = (summary.get(key) for key in ("weight_density", "weight_nonzero", "weight_total"))
+    if not isinstance(fraction, (int, float)):
+        return "not recorded"
+    return f"{fraction:.4f} nonzero ({nonzero} of {total} weights in all weight tensors, masked or not)"
+
+
+def _warn_in_one_line(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    """Show a library warning as one `warning:` line on stderr (rank 0 only), not Python's two-line format."""
+    if distributed.rank_and_world()[0] == 0:
+        print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def format_results(summary: dict[str, Any], run_dir: Path, plots: bool = True) -> str:
@@ -25,6 +40,7 @@ def format_results(summary: dict[str, Any], run_dir: Path, plots: bool = True) -
         ("test accuracy", f"{summary['test_accuracy']:.4f}   (top-5 {summary['test_top5']:.4f})"),
         ("validation acc.", f"{summary['val_accuracy']:.4f}"),
         ("density", f"{summary['density']:.4f}   ({summary['active_weights']} of {summary['masked_weights']} weights)"),
+        ("all weights", _all_weights(summary)),
         ("inference FLOPs", f"{summary['inference_flops']:.4f} of dense"),
         ("training FLOPs", f"{summary['train_flops']:.4f} of dense"),
         ("wall time", f"{summary['wall_time_s']:.1f} s over {summary['epochs']} epochs"),
@@ -48,7 +64,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
         timeout = float(cfg.get("distributed_timeout_s", 300) or 300)
         joined = distributed.init_from_environment(timeout)
         rank = distributed.rank_and_world()[0]
-        summary = train(cfg, run_dir)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", SparseLearningWarning)
+            warnings.showwarning = _warn_in_one_line
+            summary = train(cfg, run_dir)
     except SparseLearningError as error:
         _fail(str(error), 2)
     except StopRequested as stop:

@@ -175,7 +175,12 @@ def build_masking(cfg: DictConfig, model: nn.Module, optimizer: torch.optim.Opti
     """The Masking of `masking.name` with the run's schedule (Dense and Small_Dense: a pass-through)."""
     settings = cfg.masking
     name = settings.name
-    common: dict[str, Any] = {"seed": int(cfg.seed), "low_memory": bool(option(settings, "low_memory", False))}
+    common: dict[str, Any] = {
+        "seed": int(cfg.seed),
+        "low_memory": bool(option(settings, "low_memory", False)),
+        "total_steps": schedule.total_steps,
+        "allow_empty_layers": False,  # a density that leaves a layer without weights is refused, naming the floor
+    }
     if name in ("Dense", "Small_Dense"):
         masking = Masking(optimizer, None, density=1.0, **common)
         masking.add_module(model)

@@ -189,15 +189,8 @@ def test_gradual_pruning_ends_at_exactly_round_density_times_total(
     fractions = (window[0] / 100, window[1] / 100)
     start, end = (int(fraction * total_steps) for fraction in fractions)
     assume(start < end)  # what both routes accept; the rest are refused before any Masking exists
-    assume(route == "build" or end < total_steps)  # methods.pruning at end_fraction=1: see the test below
     _exact_pruning_run(route, total_steps, interval, fractions, density, tied)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="methods.pruning schedules its last prune at step total_steps, which never comes, when "
-    "end_fraction=1 and interval divides total_steps (it needs end_when = min(end, total_steps - 1))",
-)
 def test_methods_pruning_to_the_end_of_training_is_exact() -> None:
     _exact_pruning_run("methods", total_steps=20, interval=5, fractions=(0.0, 1.0), density=0.1, tied=False)
