@@ -60,9 +60,10 @@ def _module_masks(model: nn.Module, masking: MaskSource) -> dict[str, torch.Tens
     modules = dict(model.named_modules())
     if masking is None:
         return {
-            path: module.weight.detach() != 0
+            path: weight.detach() != 0
             for path, module in modules.items()
-            if isinstance(module, MASKABLE_TYPES) and isinstance(getattr(module, "weight", None), torch.Tensor)
+            if isinstance(module, MASKABLE_TYPES)
+            and isinstance(weight := getattr(module, "weight", None), torch.Tensor)
         }
     if isinstance(masking, Masking):
         raw: Mapping[str, torch.Tensor] = masking.mask_dict

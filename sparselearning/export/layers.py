@@ -14,6 +14,7 @@ which is several times faster than a one-column product.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -32,7 +33,7 @@ def resolve_index_dtype(index_dtype: str | torch.dtype, largest: int) -> torch.d
     if index_dtype in ("auto", None):
         return torch.int32 if largest < 2**31 - 1 else torch.int64
     chosen = {"int32": torch.int32, "int64": torch.int64, torch.int32: torch.int32, torch.int64: torch.int64}.get(
-        index_dtype  # type: ignore[call-overload]
+        index_dtype
     )
     if chosen is None:
         raise SparseLearningError(f"index_dtype must be 'auto', 'int32' or 'int64', got {index_dtype!r}")
@@ -69,6 +70,19 @@ def validate_csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, sh
         raise SparseLearningError(f"invalid CSR data for a {shape[0]}x{shape[1]} weight: {reason[:200]}") from None
 
 
+def _int_pair(values: Sequence[int], name: str) -> tuple[int, int]:
+    """`values` as a pair of ints: the 2-D convolution geometry (kernel size, stride, padding, dilation)."""
+    if isinstance(values, str) or len(values) != 2:
+        raise SparseLearningError(f"{name} must be two whole numbers, got {values!r}")
+    return int(values[0]), int(values[1])
+
+
+def _detached_bias(layer: nn.Module) -> torch.Tensor | None:
+    """A layer's bias, detached, or None for a layer built with `bias=False`."""
+    bias = getattr(layer, "bias", None)
+    return bias.detach() if isinstance(bias, torch.Tensor) else None
+
+
 def csr_view(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """A `torch.sparse_csr` matrix over the given components (no copy, no invariant check: see `validate_csr`)."""
     with warnings.catch_warnings():
@@ -78,6 +92,13 @@ def csr_view(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape:
 
 class _CompressedWeight(nn.Module):
     """Shared plumbing: the three CSR buffers, the cached CSR view, the optional bias buffer."""
+
+    # Registered as buffers in `__init__`; declared so type checkers see tensors, not `nn.Module.__getattr__`'s
+    # `Tensor | Module`.
+    crow_indices: torch.Tensor
+    col_indices: torch.Tensor
+    values: torch.Tensor
+    bias: torch.Tensor | None
 
     def __init__(
         self,
@@ -160,8 +181,7 @@ class SparseLinear(_CompressedWeight):
     def from_dense(cls, layer: nn.Linear, index_dtype: str | torch.dtype = "auto") -> SparseLinear:
         """The CSR version of a (masked) Linear: zeros of its weight are left out."""
         crow, col, values = compress(layer.weight.detach(), index_dtype)
-        bias = None if layer.bias is None else layer.bias.detach()
-        return cls(crow, col, values, layer.in_features, layer.out_features, bias)
+        return cls(crow, col, values, layer.in_features, layer.out_features, _detached_bias(layer))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         weight = self.csr_weight()
@@ -213,44 +233,43 @@ class SparseConv2d(_CompressedWeight):
         values: torch.Tensor,
         in_channels: int,
         out_channels: int,
-        kernel_size: tuple[int, int],
-        stride: tuple[int, int] = (1, 1),
-        padding: tuple[int, int] = (0, 0),
-        dilation: tuple[int, int] = (1, 1),
+        kernel_size: Sequence[int],
+        stride: Sequence[int] = (1, 1),
+        padding: Sequence[int] = (0, 0),
+        dilation: Sequence[int] = (1, 1),
         bias: torch.Tensor | None = None,
     ) -> None:
-        kernel_size, stride, padding, dilation = (
-            tuple(int(v) for v in pair) for pair in (kernel_size, stride, padding, dilation)
-        )
-        fan_in = int(in_channels) * kernel_size[0] * kernel_size[1]
+        kernel = _int_pair(kernel_size, "kernel_size")
+        fan_in = int(in_channels) * kernel[0] * kernel[1]
         super().__init__(crow_indices, col_indices, values, (int(out_channels), fan_in), bias)
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
-        self.kernel_size = kernel_size
-        self.stride = stride
-        self.padding = padding
-        self.dilation = dilation
+        self.kernel_size = kernel
+        self.stride = _int_pair(stride, "stride")
+        self.padding = _int_pair(padding, "padding")
+        self.dilation = _int_pair(dilation, "dilation")
 
     @classmethod
     def from_dense(cls, layer: nn.Conv2d, index_dtype: str | torch.dtype = "auto") -> SparseConv2d:
         """The CSR version of a (masked) Conv2d; see `sparse_conv_supported` for which ones qualify."""
-        if not sparse_conv_supported(layer):
+        padding = layer.padding
+        # The string test repeats one of sparse_conv_supported's, so that the type checker sees numeric padding.
+        if not sparse_conv_supported(layer) or isinstance(padding, str):
             raise SparseLearningError(
                 "SparseConv2d needs an nn.Conv2d with groups=1, padding_mode='zeros' and numeric padding"
             )
         crow, col, values = compress(layer.weight.detach().reshape(layer.out_channels, -1), index_dtype)
-        bias = None if layer.bias is None else layer.bias.detach()
         return cls(
             crow,
             col,
             values,
             layer.in_channels,
             layer.out_channels,
-            layer.kernel_size,
-            layer.stride,
-            layer.padding,  # type: ignore[arg-type]
-            layer.dilation,
-            bias,
+            kernel_size=layer.kernel_size,
+            stride=layer.stride,
+            padding=padding,
+            dilation=layer.dilation,
+            bias=_detached_bias(layer),
         )
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -285,6 +304,8 @@ class BiasOnly(nn.Module):
     For a convolution the output size follows the layer's geometry, so the module keeps it.
     """
 
+    bias: torch.Tensor | None  # a buffer, registered in `__init__`
+
     def __init__(
         self,
         out_features: int,
@@ -292,27 +313,29 @@ class BiasOnly(nn.Module):
         *,
         kind: str = "linear",
         in_features: int = 0,
-        kernel_size: tuple[int, int] = (1, 1),
-        stride: tuple[int, int] = (1, 1),
-        padding: tuple[int, int] | str = (0, 0),
-        dilation: tuple[int, int] = (1, 1),
+        kernel_size: Sequence[int] = (1, 1),
+        stride: Sequence[int] = (1, 1),
+        padding: Sequence[int] | str = (0, 0),
+        dilation: Sequence[int] = (1, 1),
     ) -> None:
         super().__init__()
         if kind not in ("linear", "conv2d"):
             raise SparseLearningError(f"BiasOnly kind must be 'linear' or 'conv2d', got {kind!r}")
+        if isinstance(padding, str) and padding not in ("same", "valid"):
+            raise SparseLearningError(f"BiasOnly padding must be 'same', 'valid' or two whole numbers, got {padding!r}")
         self.kind = kind
         self.out_features = int(out_features)
         self.in_features = int(in_features)
-        self.kernel_size = tuple(int(v) for v in kernel_size)
-        self.stride = tuple(int(v) for v in stride)
-        self.padding = padding if isinstance(padding, str) else tuple(int(v) for v in padding)
-        self.dilation = tuple(int(v) for v in dilation)
+        self.kernel_size = _int_pair(kernel_size, "kernel_size")
+        self.stride = _int_pair(stride, "stride")
+        self.padding: tuple[int, int] | str = padding if isinstance(padding, str) else _int_pair(padding, "padding")
+        self.dilation = _int_pair(dilation, "dilation")
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
     @classmethod
     def from_dense(cls, layer: nn.Module) -> BiasOnly:
         """The bias-only replacement of an nn.Linear or nn.Conv2d whose weights are all inactive."""
-        bias = None if layer.bias is None else layer.bias.detach()
+        bias = _detached_bias(layer)
         if isinstance(layer, nn.Linear):
             return cls(layer.out_features, bias, kind="linear", in_features=layer.in_features)
         if type(layer) is nn.Conv2d:
@@ -321,17 +344,17 @@ class BiasOnly(nn.Module):
                 bias,
                 kind="conv2d",
                 in_features=layer.in_channels,
-                kernel_size=layer.kernel_size,  # type: ignore[arg-type]
-                stride=layer.stride,  # type: ignore[arg-type]
-                padding=layer.padding,  # type: ignore[arg-type]
-                dilation=layer.dilation,  # type: ignore[arg-type]
+                kernel_size=layer.kernel_size,
+                stride=layer.stride,
+                padding=layer.padding,
+                dilation=layer.dilation,
             )
         raise SparseLearningError(f"BiasOnly replaces nn.Linear or nn.Conv2d, not {type(layer).__name__}")
 
     def _spatial(self, size: int, axis: int) -> int:
         if self.padding == "same":
             return size
-        padding = 0 if self.padding == "valid" else self.padding[axis]  # type: ignore[index]
+        padding = 0 if isinstance(self.padding, str) else self.padding[axis]  # a string here is "valid"
         return conv_output_size(size, self.kernel_size[axis], self.stride[axis], padding, self.dilation[axis])
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -50,7 +50,8 @@ from sparselearning.io import safe_load
 #: CSR stores about 2 numbers per active weight, so this admits every density down to about 0.012%.
 EXPANSION = 4096
 ALWAYS_ALLOWED = 2**24
-_GEOMETRY = ("stride", "padding", "dilation")
+
+_Layer = TypeVar("_Layer", bound=nn.Module)
 
 
 class _Fields:
@@ -112,14 +113,16 @@ def _module_at(model: nn.Module, fields: _Fields) -> nn.Module:
         ) from None
 
 
-def _target(model: nn.Module, fields: _Fields, kinds: tuple[type[nn.Module], ...], shape: list[int]) -> nn.Module:
-    """The model's layer at the entry's path, which must be one of `kinds` with a weight of `shape`."""
+def _target(
+    model: nn.Module, fields: _Fields, kinds: tuple[type[_Layer], ...], shape: list[int]
+) -> tuple[_Layer, torch.Tensor]:
+    """The model's layer at the entry's path, which must be one of `kinds` with a weight of `shape`; and that weight."""
     module = _module_at(model, fields)
     weight = getattr(module, "weight", None)
     if not isinstance(module, kinds) or not isinstance(weight, torch.Tensor) or list(weight.shape) != shape:
         found = list(weight.shape) if isinstance(weight, torch.Tensor) else "without a weight"
         raise fields.fail(f"'shape' is {shape}, the model has {type(module).__name__} {found} there")
-    return module
+    return module, weight
 
 
 def _csr_parts(fields: _Fields, rows: int, columns: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
@@ -145,9 +148,9 @@ def _csr_parts(fields: _Fields, rows: int, columns: int, dtype: torch.dtype) -> 
 def _dense_weight(model: nn.Module, fields: _Fields, state: dict[str, Any]) -> None:
     """A "dense" entry: the layer stays as it is, its weight expanded from CSR into `state`."""
     shape = fields.ints("shape")
-    module = _target(model, fields, MASKABLE_TYPES, shape)
+    _, weight = _target(model, fields, MASKABLE_TYPES, shape)
     rows, columns = shape[0], math.prod(shape[1:])
-    crow, col, values = _csr_parts(fields, rows, columns, module.weight.dtype)
+    crow, col, values = _csr_parts(fields, rows, columns, weight.dtype)
     stored = crow.numel() + col.numel() + values.numel()
     if rows * columns > max(ALWAYS_ALLOWED, EXPANSION * stored):
         raise fields.fail(
@@ -162,26 +165,38 @@ def _dense_weight(model: nn.Module, fields: _Fields, state: dict[str, Any]) -> N
 
 def _sparse_linear(model: nn.Module, fields: _Fields) -> nn.Module:
     out_features, in_features = fields.ints("shape", 2)
-    module = _target(model, fields, (nn.Linear,), [out_features, in_features])
-    crow, col, values = _csr_parts(fields, out_features, in_features, module.weight.dtype)
+    module, weight = _target(model, fields, (nn.Linear,), [out_features, in_features])
+    crow, col, values = _csr_parts(fields, out_features, in_features, weight.dtype)
     return SparseLinear(crow, col, values, in_features, out_features, fields.bias(module))
 
 
 def _sparse_conv(model: nn.Module, fields: _Fields) -> nn.Module:
     shape = fields.ints("shape", 4)
-    module = _target(model, fields, (nn.Conv2d,), shape)
+    module, weight = _target(model, fields, (nn.Conv2d,), shape)
     if not sparse_conv_supported(module):
         raise fields.fail("the model's Conv2d there (groups, padding mode or string padding) has no sparse form")
-    for key in _GEOMETRY:
-        if fields.ints(key, 2) != list(getattr(module, key)):
-            raise fields.fail(f"{key!r} is {fields.entry[key]}, the model's Conv2d has {list(getattr(module, key))}")
-    crow, col, values = _csr_parts(fields, shape[0], math.prod(shape[1:]), module.weight.dtype)
-    bias = fields.bias(module)
-    return SparseConv2d(crow, col, values, shape[1], shape[0], (shape[2], shape[3]), *_geometry(module), bias)
+    stride, padding, dilation = (_same_geometry(fields, module, key) for key in ("stride", "padding", "dilation"))
+    crow, col, values = _csr_parts(fields, shape[0], math.prod(shape[1:]), weight.dtype)
+    return SparseConv2d(
+        crow,
+        col,
+        values,
+        in_channels=shape[1],
+        out_channels=shape[0],
+        kernel_size=(shape[2], shape[3]),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        bias=fields.bias(module),
+    )
 
 
-def _geometry(module: nn.Module) -> tuple[Any, ...]:
-    return tuple(getattr(module, key) for key in _GEOMETRY)
+def _same_geometry(fields: _Fields, module: nn.Conv2d, key: str) -> list[int]:
+    """The entry's `key` (stride, padding or dilation), which must equal the model's Conv2d's."""
+    value = fields.ints(key, 2)
+    if value != list(getattr(module, key)):
+        raise fields.fail(f"{key!r} is {fields.entry[key]}, the model's Conv2d has {list(getattr(module, key))}")
+    return value
 
 
 def _bias_only(model: nn.Module, fields: _Fields) -> nn.Module:
