@@ -110,3 +110,27 @@ def test_bad_spec_and_unwritable_path(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(SparseLearningError, match="cannot write"):
         save_sparse(sparse, blocker / "x.pt")
+
+
+def test_an_asymmetric_sparse_conv_round_trips_without_a_spec(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(2, 1)), nn.Flatten())
+    masks = random_masks(model, 0.1)
+    sparse = to_sparse(model, masks, conv_density_threshold=1.0)
+    assert isinstance(sparse[0], SparseConv2d)
+    path = tmp_path / "conv.pt"
+    save_sparse(sparse, path)
+    template = nn.Sequential(nn.Conv2d(3, 8, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(2, 1)), nn.Flatten())
+    loaded = load_sparse(path, template)
+    inputs = torch.randn(2, 3, 12, 10)
+    assert max_difference(masked_reference(model, masks), loaded, inputs) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("geometry", "message"),
+    [({"kernel_size": (3, 3, 3)}, "kernel_size"), ({"kernel_size": (3, 3), "stride": (1,)}, "stride")],
+)
+def test_a_conv_geometry_that_is_not_two_numbers_is_refused(geometry: dict, message: str) -> None:
+    empty = torch.zeros(9, dtype=torch.int64)
+    with pytest.raises(SparseLearningError, match=message):
+        SparseConv2d(empty, torch.zeros(0, dtype=torch.int64), torch.zeros(0), 1, 8, **geometry)
