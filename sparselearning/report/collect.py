@@ -4,6 +4,14 @@ A run directory is one that holds `summary.json` (the loop writes it last, so it
 finished). A directory that looks like a run (its own `config.yaml`, a `metrics.jsonl`, Hydra's `.hydra/` or
 a `checkpoints/` folder) but has no readable summary is an unfinished or broken run: it is listed as skipped
 so the report says what it left out, rather than failing the whole report.
+
+Everything read here comes from files anyone can write, so one bad run never stops the report: files are
+read with `sparselearning.runs.files.read_text` (a FIFO or device is refused unopened, sizes are bounded),
+JSON nested too deep or YAML too large is refused, configurations are plain data (no interpolation, no
+resolvers: `${oc.env:...}` stays text), and every value is checked (`sparselearning.report.validate`). A run
+that fails any of these is skipped with one line saying why. What is kept of a run is small: its scalar
+summary fields, its per-layer densities, its identity settings and three per-epoch curves, so memory stays
+proportional to the number of runs, not to the size of their logs.
 """
 
 from __future__ import annotations
@@ -11,30 +19,44 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable
+import sys
+from array import array
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from sparselearning.errors import SparseLearningError
-from sparselearning.train.logs import read_metrics
+from sparselearning.report.validate import check_settings, check_summary
+from sparselearning.runs.files import read_text, read_yaml_data
+from sparselearning.runs.identity import run_settings
 
 SUMMARY = "summary.json"
-# Keys without which a summary cannot be placed in a table.
-REQUIRED_KEYS = ("method", "dataset", "model", "test_accuracy")
+METRICS = "metrics.jsonl"
+CONFIGS = ("config.yaml", ".hydra/config.yaml")
+MAX_SUMMARY_BYTES = 2 * 1024 * 1024
+MAX_METRICS_BYTES = 16 * 1024 * 1024
+# A configuration is a few hundred values; YAML aliases can make a small file expand to billions of them.
+MAX_CONFIG_NODES = 100_000
+MAX_EPOCH = 2**31 - 1
 # Sub-folders a run writes itself; nothing below them can be another run.
 _RUN_OUTPUTS = frozenset({"checkpoints", "plots", "tensorboard"})
 ERK = "erdos-renyi-kernel"
 _REDISTRIBUTING_METHODS = ("RigL", "RigL_reinit")
+# The per-epoch series the figures draw, by split; each is a fraction in [0, 1].
+CURVE_KEYS = {"val": ("accuracy",), "masks": ("turnover", "itop_rate")}
+# A metrics line can only hold one of those splits if it contains one of these strings.
+_CURVE_MARKERS = tuple(f'"{split}"' for split in CURVE_KEYS)
+
+Curve = tuple[array, array]  # (epochs, values), one value per epoch (the last one logged)
 
 
 def method_variant(method: str, sparse_init: str | None, redistribution_mode: str | None) -> str:
     """The name a run is reported under: the method, plus what changes its results but not its name.
 
     "RigL" with ERK initial densities becomes "RigL (ERK)"; RigL with redistribution (momentum, say) gets
-    " (momentum redist.)" appended, so runs that differ in these settings are never averaged together.
+    " (momentum redist.)" appended. Runs that differ in any other setting are told apart by their row label
+    (`sparselearning.report.grouping`).
     """
     name = str(method)
     if sparse_init == ERK:
@@ -46,13 +68,17 @@ def method_variant(method: str, sparse_init: str | None, redistribution_mode: st
 
 @dataclass
 class RunRecord:
-    """One finished run: its summary, the two settings that name its variant, and its metric lines."""
+    """One finished run: its checked summary, the two settings that name its variant, its identity settings
+    and its per-epoch curves; `row` and `group` are set by `grouping.assign_rows`."""
 
     run_dir: Path
     summary: dict[str, Any]
     sparse_init: str | None = None
     redistribution_mode: str | None = None
-    metrics: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    curves: dict[tuple[str, str], Curve] = field(default_factory=dict)
+    row: str | None = None
+    group: str | None = None
 
     @property
     def method(self) -> str:
@@ -60,12 +86,17 @@ class RunRecord:
 
     @property
     def variant(self) -> str:
-        """The row name in tables and the legend entry (and colour) in figures."""
+        """The method variant (see `method_variant`)."""
         return method_variant(self.method, self.sparse_init, self.redistribution_mode)
 
     @property
-    def group(self) -> tuple[str, str]:
-        """(dataset, model): runs are only compared within one such group."""
+    def row_name(self) -> str:
+        """The row name in tables and the legend entry (and colour) in figures."""
+        return self.row or self.variant
+
+    @property
+    def dataset_model(self) -> tuple[str, str]:
+        """(dataset, model): runs are only compared within one such pair."""
         return str(self.summary["dataset"]), str(self.summary["model"])
 
     @property
@@ -100,25 +131,60 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def _exists(path: Path) -> bool:
+    """Whether anything (a broken link included) is at `path`, without opening it."""
+    return os.path.lexists(path)
+
+
+def _count_nodes(data: Any, limit: int) -> None:
+    """Refuse data with more than `limit` values in all, counting every alias again (a YAML alias bomb)."""
+    stack, count = [data], 0
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > limit:
+            raise SparseLearningError(f"it holds more than {limit} values")
+        if isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+
+
+def read_config(path: Path) -> Any:
+    """A configuration file as bounded plain data; one `SparseLearningError` line when it is unusable."""
+    data = read_yaml_data(path)
+    try:
+        _count_nodes(data, MAX_CONFIG_NODES)
+    except SparseLearningError as error:
+        raise SparseLearningError(f"cannot read {path}: {error}") from None
+    return data
+
+
 def _looks_like_run(folder: Path, files: set[str], dirs: set[str]) -> bool:
     """Whether a folder without summary.json is a run that did not finish (rather than a folder of runs)."""
-    if "metrics.jsonl" in files or ".hydra" in dirs or "checkpoints" in dirs:
+    if METRICS in files or ".hydra" in dirs or "checkpoints" in dirs:
         return True
     if "config.yaml" in files:
         try:
-            config = OmegaConf.load(folder / "config.yaml")
-        except Exception:
+            config = read_config(folder / "config.yaml")
+        except SparseLearningError:
             return False
-        return OmegaConf.is_dict(config) and "masking" in config
+        return isinstance(config, Mapping) and "masking" in config
     return False
 
 
 def find_run_dirs(root: Path) -> tuple[list[Path], list[Path]]:
     """(finished, unfinished) run directories under `root` (itself included), each sorted.
 
-    The search does not descend into a finished run (its checkpoints and plots hold no runs) nor into hidden
-    folders such as Hydra's `.hydra/`. A folder that looks like an unfinished run but holds runs below it is
-    a folder of runs after all, and is not reported.
+    The search does not descend into a finished run (its checkpoints and plots hold no runs), into hidden
+    folders such as Hydra's `.hydra/`, nor through symbolic links. A folder that looks like an unfinished
+    run but holds runs below it is a folder of runs after all, and is not reported. Linear in the number of
+    folders: each found run marks its ancestors once.
     """
     finished: list[Path] = []
     candidates: list[Path] = []
@@ -132,49 +198,104 @@ def find_run_dirs(root: Path) -> tuple[list[Path], list[Path]]:
         if _looks_like_run(folder, files, dirs):
             candidates.append(folder)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _RUN_OUTPUTS)
-    found = [*finished, *candidates]
-    unfinished = [c for c in candidates if not any(other != c and other.is_relative_to(c) for other in found)]
+    holds_runs: set[Path] = set()
+    for found in (*finished, *candidates):
+        for parent in found.parents:
+            if parent in holds_runs:
+                break  # its ancestors up to `root` are marked already
+            holds_runs.add(parent)
+            if parent == root:
+                break
+    unfinished = [candidate for candidate in candidates if candidate not in holds_runs]
     return sorted(finished), sorted(unfinished)
 
 
-def _read_config(run_dir: Path) -> tuple[str | None, str | None]:
-    """(masking.sparse_init, masking.redistribution_mode) from the run's config, None where not set."""
-    for candidate in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
-        if not candidate.is_file():
+def _settings_from_config(run_dir: Path) -> dict[str, Any]:
+    """The identity settings of a run whose summary predates them: its config.yaml as data, through
+    `run_settings` (one process); empty when the run has no configuration at all."""
+    for name in CONFIGS:
+        path = run_dir / name
+        if not _exists(path):
+            continue
+        config = read_config(path)
+        if not isinstance(config, Mapping):
+            raise SparseLearningError(f"{path} does not hold a mapping of settings")
+        try:
+            settings = run_settings(config)
+        except RecursionError:
+            raise SparseLearningError(f"cannot read {path}: it is nested too deeply") from None
+        return check_settings(settings, f"the settings of {path}")
+    return {}
+
+
+def _setting_text(settings: Mapping[str, Any], key: str) -> str | None:
+    value = settings.get(key)
+    return None if value is None else str(value)
+
+
+def _curve_point(record: dict[str, Any], line_number: int) -> list[tuple[tuple[str, str], int, float]]:
+    """The (series, epoch, value) points of one metrics record; a value outside [0, 1] is refused."""
+    split, epoch = record.get("split"), record.get("epoch")
+    if split not in CURVE_KEYS or isinstance(epoch, bool) or not isinstance(epoch, int):
+        return []
+    if not 0 <= epoch <= MAX_EPOCH:
+        raise SparseLearningError(f"{METRICS} line {line_number}: epoch must be in [0, {MAX_EPOCH}], got {epoch}")
+    points = []
+    for key in CURVE_KEYS[split]:
+        value = record.get(key)
+        if value is None or isinstance(value, str):  # absent, or NaN written as text by the logger
+            continue
+        if not _is_number(value) or not 0.0 <= value <= 1.0:
+            shown = repr(value)[:60]
+            raise SparseLearningError(f"{METRICS} line {line_number}: {split} {key} must be in [0, 1], got {shown}")
+        points.append(((split, key), epoch, float(value)))
+    return points
+
+
+def read_curves(path: Path) -> dict[tuple[str, str], Curve]:
+    """The per-epoch validation accuracy, turnover and ITOP rate of a `metrics.jsonl` (the last value of an
+    epoch counts); lines a crash cut short, or that cannot be parsed, are passed over. No file, no curves."""
+    if not _exists(path):
+        return {}
+    text = read_text(path, MAX_METRICS_BYTES)
+    last: dict[tuple[str, str], dict[int, float]] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not any(marker in line for marker in _CURVE_MARKERS):
             continue
         try:
-            config = OmegaConf.load(candidate)
-            values = []
-            for key in ("masking.sparse_init", "masking.redistribution_mode"):
-                value = OmegaConf.select(config, key, default=None, throw_on_resolution_failure=False)
-                values.append(None if value is None else str(value))
-            return values[0], values[1]
-        except Exception:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
             continue
-    return None, None
+        if isinstance(record, dict):
+            for series, epoch, value in _curve_point(record, number):
+                last.setdefault(series, {})[epoch] = value
+    curves = {}
+    for series, values in last.items():
+        epochs = sorted(values)
+        curves[series] = (array("q", epochs), array("d", (values[e] for e in epochs)))
+    return curves
 
 
 def load_run(run_dir: Path) -> RunRecord:
-    """Read one finished run; raises `SparseLearningError` (one line) when its summary is unusable."""
+    """Read one finished run; raises `SparseLearningError` (one line) when anything of it is unusable."""
     path = run_dir / SUMMARY
+    text = read_text(path, MAX_SUMMARY_BYTES)
     try:
-        summary = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SparseLearningError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
-    if not isinstance(summary, dict):
-        raise SparseLearningError(f"{path} does not hold a JSON object")
-    missing = [key for key in REQUIRED_KEYS if key not in summary]
-    if missing:
-        raise SparseLearningError(f"{path} lacks {', '.join(missing)}")
-    if not _is_number(summary["test_accuracy"]):
-        raise SparseLearningError(f"{path} has no numeric test_accuracy")
-    sparse_init, redistribution = _read_config(run_dir)
-    metrics_path = run_dir / "metrics.jsonl"
+        raw = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise SparseLearningError(f"cannot read {path}: {_first_line(error) or 'nested too deeply'}") from None
     try:
-        metrics = read_metrics(metrics_path) if metrics_path.is_file() else []
-    except (OSError, UnicodeDecodeError):
-        metrics = []
-    return RunRecord(run_dir, summary, sparse_init, redistribution, [m for m in metrics if isinstance(m, dict)])
+        scalars, layers, settings = check_summary(raw)
+    except SparseLearningError as error:
+        raise SparseLearningError(f"{SUMMARY}: {error}") from None
+    if settings is None:
+        settings = _settings_from_config(run_dir)
+    settings = {sys.intern(key): value for key, value in settings.items()}
+    summary = {**scalars, "layer_density": layers}
+    curves = read_curves(run_dir / METRICS)
+    sparse_init = _setting_text(settings, "masking.sparse_init")
+    redistribution = _setting_text(settings, "masking.redistribution_mode")
+    return RunRecord(run_dir, summary, sparse_init, redistribution, settings, curves)
 
 
 def _resolve_input(path: str | Path) -> Path:
@@ -185,14 +306,16 @@ def _resolve_input(path: str | Path) -> Path:
         if candidate.name == SUMMARY:
             return candidate.parent.resolve()
         raise SparseLearningError(f"{path} is a file; give a run directory or a folder of runs (a sweep)")
+    if not candidate.is_dir():
+        raise SparseLearningError(f"{path} is not a folder; give a run directory or a folder of runs (a sweep)")
     return candidate.resolve()
 
 
 def collect_runs(paths: Iterable[str | Path]) -> Collection:
     """Every run under `paths`, loaded; a path that is missing or holds no run raises `SparseLearningError`.
 
-    Runs without a (readable) summary are returned as skipped. A directory reached from two of the paths is
-    read once. At least one finished run is required.
+    Runs without a (readable, valid) summary are returned as skipped, with the reason. A directory reached
+    from two of the paths is read once. At least one finished run is required.
     """
     given_paths = list(paths)
     roots = [_resolve_input(path) for path in given_paths]
@@ -211,8 +334,8 @@ def collect_runs(paths: Iterable[str | Path]) -> Collection:
             seen.add(run_dir)
             try:
                 runs.append(load_run(run_dir))
-            except SparseLearningError as error:
-                skipped.append(SkippedRun(run_dir, str(error)))
+            except (SparseLearningError, OSError, RecursionError, MemoryError) as error:
+                skipped.append(SkippedRun(run_dir, " ".join(_first_line(error).split()) or type(error).__name__))
         for run_dir in unfinished:
             if run_dir not in seen:
                 seen.add(run_dir)

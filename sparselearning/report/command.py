@@ -1,7 +1,9 @@
 """`sparselearning report PATH... [--out DIR]`: tables and comparison figures of runs and sweeps.
 
 Bad input (a missing path, a folder without runs, an unwritable output) ends with one line on stderr and
-exit status 2, like every other command; `SPARSELEARNING_TRACEBACK=1` shows the traceback instead.
+exit status 2, like every other command; `SPARSELEARNING_TRACEBACK=1` shows the traceback instead. A run that
+cannot be reported (unfinished, unreadable, a value out of range) does not stop the report: it gets one
+`skipped <run>: <reason>` line on stderr and is listed in the report.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from sparselearning.errors import SparseLearningError
 
 DESCRIPTION = (
     "Compare finished runs: find every summary.json under the given run directories or sweep folders, then "
-    "write report.md, a self-contained report.html, runs.csv and the figures. Runs without summary.json "
-    "(unfinished) are listed as skipped."
+    "write report.md, a self-contained report.html, runs.csv and the figures. Runs are averaged over seeds "
+    "only when every other setting is equal; runs without a usable summary.json are listed as skipped."
 )
 
 
@@ -29,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command's arguments: one or more paths and an optional output folder."""
+    """The command's arguments: one or more paths, an optional output folder and settings to pool over."""
     parser = _Parser(prog="sparselearning report", description=DESCRIPTION)
     parser.add_argument("paths", nargs="+", metavar="PATH", help="run directory or folder of runs (a sweep)")
     parser.add_argument(
@@ -37,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         default=None,
         help="output folder (default: PATH/report for a single PATH, else ./report)",
+    )
+    parser.add_argument(
+        "--pool",
+        metavar="KEY",
+        action="append",
+        default=[],
+        help="average over this setting (a dotted key such as optimizer.lr) instead of splitting rows by it; "
+        "repeatable",
     )
     return parser
 
@@ -52,6 +62,8 @@ def default_out(paths: list[str]) -> Path:
 def main(argv: list[str]) -> int:
     """Run the command; returns the exit status (0, or 2 after one `error: ...` line on stderr)."""
     from sparselearning.report.collect import collect_runs
+    from sparselearning.report.escape import clean
+    from sparselearning.report.grouping import assign_rows
     from sparselearning.report.render import write_report
 
     try:
@@ -60,6 +72,7 @@ def main(argv: list[str]) -> int:
         except SystemExit as stop:  # --help
             return int(stop.code or 0)
         collection = collect_runs(arguments.paths)
+        assign_rows(collection.runs, arguments.pool)
         out = Path(arguments.out) if arguments.out else default_out(arguments.paths)
         files = write_report(collection, out)
     except SparseLearningError as error:
@@ -68,9 +81,11 @@ def main(argv: list[str]) -> int:
         message = " ".join(str(error).split())  # one line, whatever the message held
         print(f"error: {message}", file=sys.stderr)
         return 2
+    for item in collection.skipped:
+        print(f"skipped {clean(item.run_dir)}: {clean(item.reason)}", file=sys.stderr)
     skipped = f", {len(collection.skipped)} skipped" if collection.skipped else ""
     print(
-        f"report of {len(collection.runs)} run(s){skipped} written to {files.out_dir}: "
+        f"report of {len(collection.runs)} run(s){skipped} written to {clean(files.out_dir)}: "
         f"{files.markdown.name}, {files.html.name}, {files.csv.name} and {len(files.figures)} figure(s)"
     )
     return 0

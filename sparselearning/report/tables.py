@@ -1,9 +1,11 @@
-"""The comparison tables of a report: per (dataset, model), one row per method variant, columns per density.
+"""The comparison tables of a report: per (dataset, model), one row per experiment, columns per density.
 
 Each density contributes three columns: test accuracy as mean ± sample standard deviation over the seeds
 (with the number of runs, since a spread from two seeds means little), and the mean training and inference
 FLOPs as fractions of the dense model's. A `Table` holds the numbers and gives the same cells as Markdown
-text and as plain rows for the HTML page, so both formats always agree.
+text and as plain rows for the HTML page, so both formats always agree. A row is what
+`sparselearning.report.grouping` named it: the method variant, plus the settings that tell it apart from
+other rows of that variant.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sparselearning.report.collect import RunRecord
+from sparselearning.report.escape import markdown_text
 
 MISSING = "—"
 METRICS = ("test acc. (%)", "train FLOPs", "inference FLOPs")
@@ -115,7 +118,7 @@ class Table:
         return rows
 
     def markdown(self) -> str:
-        """The table as GitHub-flavoured Markdown (pipes inside cells escaped)."""
+        """The table as GitHub-flavoured Markdown (cells escaped: no HTML, links or extra columns)."""
         header = self.header()
         lines = [
             _markdown_row(header),
@@ -126,18 +129,18 @@ class Table:
 
 
 def _markdown_row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+    return "| " + " | ".join(markdown_text(cell) for cell in cells) + " |"
 
 
 def build_tables(runs: Iterable[RunRecord]) -> list[Table]:
-    """Group runs by (dataset, model), then by (variant, density); sorted by group, variant and density.
+    """Group runs by (dataset, model), then by (row, density); sorted by group, row and density.
 
     An unknown density is the `math.nan` object itself (see `RunRecord.density_key`), so tuples holding it
     still match as dictionary keys.
     """
     grouped: dict[tuple[str, str], dict[tuple[str, float], list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        grouped[run.group][(run.variant, run.density_key)].append(run)
+        grouped[run.dataset_model][(run.row_name, run.density_key)].append(run)
     tables = []
     for (dataset, model), by_cell in sorted(grouped.items()):
         table = Table(

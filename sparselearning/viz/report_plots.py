@@ -7,18 +7,26 @@ densities of each method, validation accuracy over training, and how the masks c
 function takes that mapping instead of picking colours itself.
 
 Figures are built on `matplotlib.figure.Figure` with an Agg canvas (no pyplot state), so nothing needs closing
-and importing this module does not switch the backend of an interactive session (a notebook, say).
+and importing this module does not switch the backend of an interactive session (a notebook, say). They are
+rendered to PNG bytes; the caller writes them.
+
+Names in figures come from run files, so figures are drawn with mathtext and LaTeX off (`$\\frac{a$` in a
+method name is shown as typed, never parsed), names are cleaned and shortened (`escape.figure_text`), and a
+figure draws at most `MAX_DRAWN_ROWS` rows and `MAX_PANELS` densities, so its cost does not grow with the
+number of runs; the tables list everything.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
+import matplotlib
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -28,11 +36,19 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from sparselearning.report.collect import RunRecord
+from sparselearning.report.escape import figure_text
 from sparselearning.report.tables import Cell, Table, density_label, density_order
 
 DPI = 120
 # Above this many bars per panel, per-layer densities are drawn as lines instead (bars get too thin to read).
 _MAX_BARS = 72
+# Above this many layers, the layer axis is labelled by index instead of by name.
+_MAX_LAYER_NAMES = 60
+# The most rows (lines, legend entries) and densities (panels) one figure draws.
+MAX_DRAWN_ROWS = 40
+MAX_PANELS = 16
+# Text from run files is shown as typed: no mathtext, no LaTeX.
+_PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
 
 # (file stem, caption) of each figure of a group, in report order.
 FIGURES = (
@@ -69,7 +85,7 @@ def _number(value: Any) -> float | None:
 def _by_cell(runs: Iterable[RunRecord]) -> dict[tuple[str, float], list[RunRecord]]:
     cells: dict[tuple[str, float], list[RunRecord]] = defaultdict(list)
     for run in runs:
-        cells[(run.variant, run.density_key)].append(run)
+        cells[(run.row_name, run.density_key)].append(run)
     return cells
 
 
@@ -91,7 +107,7 @@ def _legend(figure: Figure, colours: dict[str, str], variants: Iterable[str]) ->
     """One legend for the whole figure, below the axes (clear of the title), in the colour mapping's order."""
     present = set(variants)
     handles = [
-        Line2D([0], [0], color=colour, marker="o", linewidth=2, label=name)
+        Line2D([0], [0], color=colour, marker="o", linewidth=2, label=figure_text(name))
         for name, colour in colours.items()
         if name in present
     ]
@@ -103,12 +119,11 @@ def _no_data(axis: Axes, what: str) -> None:
     axis.text(0.5, 0.5, f"no {what} in these runs", ha="center", va="center", transform=axis.transAxes, color="0.4")
 
 
-def _save(figure: Figure, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _png(figure: Figure) -> bytes:
     FigureCanvasAgg(figure)  # render with Agg whatever the session's backend, without switching it
-    figure.savefig(path, dpi=DPI)
-    return path
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
 
 
 def _grid(count: int, columns: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
@@ -138,8 +153,8 @@ def _log_ticks_at(axis: Axes, values: Sequence[float]) -> None:
 
 
 def _plain_log_labels(axis: Axes) -> None:
-    """Log x axis labels as plain numbers; minor ticks labelled at 2 and 5 when the axis spans few decades."""
-    axis.set_xscale("log")
+    """Log x axis labels as plain numbers; minor ticks labelled at 2 and 5 when the axis spans few decades
+    (the axis is already on a log scale, its limits set)."""
     low, high = axis.get_xlim()
     few_decades = high / max(low, 1e-300) < 300
 
@@ -154,27 +169,22 @@ def _plain_log_labels(axis: Axes) -> None:
 
 
 def _curve(runs: Sequence[RunRecord], split: str, key: str, scale: float = 1.0):
-    """(epochs, mean, std or None per epoch) of `key` in the `split` lines of `runs`, averaged over runs.
-
-    A run that logged a split twice in an epoch (resumed runs do not, but be safe) counts with its last value.
-    """
+    """(epochs, mean, std or None per epoch) of `key` in the `split` lines of `runs`, averaged over runs
+    (each run's curve holds one value per epoch, see `collect.read_curves`)."""
     per_epoch: dict[int, list[float]] = defaultdict(list)
     for run in runs:
-        last: dict[int, float] = {}
-        for record in run.metrics:
-            value, epoch = _number(record.get(key)), record.get("epoch")
-            if record.get("split") == split and value is not None and isinstance(epoch, int):
-                last[epoch] = value * scale
-        for epoch, value in last.items():
-            per_epoch[epoch].append(value)
+        epochs, values = run.curves.get((split, key), ((), ()))
+        for epoch, value in zip(epochs, values):
+            per_epoch[epoch].append(value * scale)
     epochs = sorted(per_epoch)
     means = [statistics.fmean(per_epoch[e]) for e in epochs]
     spreads = [statistics.stdev(per_epoch[e]) if len(per_epoch[e]) > 1 else None for e in epochs]
     return epochs, means, spreads
 
 
-def _draw_curve(axis: Axes, epochs, means, spreads, colour: str, label: str, width: float) -> None:
-    axis.plot(epochs, means, color=colour, marker="o", markersize=3, linewidth=width, label=label)
+def _draw_curve(axis: Axes, epochs, means, spreads, colour: str, width: float) -> None:
+    marker = "o" if len(epochs) <= 200 else None
+    axis.plot(epochs, means, color=colour, marker=marker, markersize=3, linewidth=width)
     if any(s is not None for s in spreads):
         low = [m - (s or 0.0) for m, s in zip(means, spreads)]
         high = [m + (s or 0.0) for m, s in zip(means, spreads)]
@@ -201,7 +211,7 @@ def _errorbar(axis: Axes, xs, cells: Sequence[Cell], colour: str, width: float, 
     return ys
 
 
-def plot_accuracy_vs_density(table: Table, colours: dict[str, str], path: Path) -> Path:
+def plot_accuracy_vs_density(table: Table, colours: dict[str, str], note: str = "") -> bytes:
     """(a) Test accuracy (%) against density on a log axis, one line per variant, error bars = std over seeds.
 
     Variants run only at density 1 (dense baselines) are also drawn as a dashed horizontal reference line.
@@ -230,17 +240,17 @@ def plot_accuracy_vs_density(table: Table, colours: dict[str, str], path: Path) 
     axis.set_xlabel("density (fraction of weights active, log scale)")
     axis.set_ylabel("test accuracy (%)")
     axis.grid(alpha=0.3, which="major")
-    figure.suptitle(f"{table.title}: test accuracy vs density (mean ± std over seeds)")
+    figure.suptitle(f"{figure_text(table.title)}: test accuracy vs density (mean ± std over seeds){note}")
     _legend(figure, colours, table.variants)
-    return _save(figure, path)
+    return _png(figure)
 
 
-def plot_accuracy_vs_train_flops(table: Table, colours: dict[str, str], path: Path) -> Path:
+def plot_accuracy_vs_train_flops(table: Table, colours: dict[str, str], note: str = "") -> bytes:
     """(b) Test accuracy (%) against mean training FLOPs as a fraction of dense training (log axis); each point
     is labelled with its density and carries the std over seeds as an error bar."""
     figure = Figure(figsize=(8.6, 5.6), layout="constrained")
     axis = figure.subplots()
-    drawn = False
+    drawn: list[float] = []
     count = len(table.variants)
     for index, variant in enumerate(table.variants):
         points = []
@@ -251,25 +261,28 @@ def plot_accuracy_vs_train_flops(table: Table, colours: dict[str, str], path: Pa
         points.sort(key=lambda point: point[0])
         if not points:
             continue
-        drawn = True
         colour = colours[variant]
         xs = [x for x, _, _ in points]
+        drawn.extend(xs)
         ys = _errorbar(axis, xs, [cell for _, cell, _ in points], colour, _line_width(index, count))
         for x, y, (_, _, density) in zip(xs, ys, points):
             label = f"d={density_label(density)}"
             axis.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
     axis.set_xscale("log")
     if drawn:
-        axis.margins(x=0.08)
+        if max(drawn) <= min(drawn) * 1.01:  # (nearly) one x value: give the log axis a span around it
+            axis.set_xlim(min(drawn) / 1.5, max(drawn) * 1.5)
+        else:
+            axis.margins(x=0.08)
         _plain_log_labels(axis)
     else:
         _no_data(axis, "training FLOPs")
     axis.set_xlabel("training FLOPs (fraction of dense training, log scale)")
     axis.set_ylabel("test accuracy (%)")
     axis.grid(alpha=0.3, which="both")
-    figure.suptitle(f"{table.title}: test accuracy vs training cost (points labelled with density)")
+    figure.suptitle(f"{figure_text(table.title)}: test accuracy vs training cost (points labelled with density){note}")
     _legend(figure, colours, table.variants)
-    return _save(figure, path)
+    return _png(figure)
 
 
 def _mean_layer_densities(runs: Sequence[RunRecord]) -> dict[str, float]:
@@ -284,25 +297,36 @@ def _mean_layer_densities(runs: Sequence[RunRecord]) -> dict[str, float]:
     return {name: statistics.fmean(numbers) for name, numbers in values.items()}
 
 
-def plot_layer_densities(runs: Sequence[RunRecord], colours: dict[str, str], path: Path, title: str) -> Path:
+def _layer_axis(axis: Axes, layers: Sequence[str]) -> None:
+    """Layer names as tick labels, or, past `_MAX_LAYER_NAMES` layers, a few integer positions."""
+    if len(layers) <= _MAX_LAYER_NAMES:
+        names = [figure_text(name.removesuffix(".weight"), 40) for name in layers]
+        axis.set_xticks(list(range(len(layers))), names, rotation=60, ha="right")
+    else:
+        axis.xaxis.set_major_locator(MaxNLocator(nbins=12, integer=True))
+
+
+def plot_layer_densities(runs: Sequence[RunRecord], colours: dict[str, str], title: str, note: str = "") -> bytes:
     """(c) Final density of every masked layer, per variant (mean over seeds): grouped bars, or lines when
     there are too many bars to read; one panel per target density, stacked."""
     cells = _by_cell(runs)
     densities = _densities(runs)
-    figure_layers: list[str] = []
+    seen_layers: dict[str, None] = {}  # every layer of the figure, in first-seen (model) order
     panels = []
     for density in densities:
         variants = _variants_at(cells, density)
         means = {v: _mean_layer_densities(cells[(v, density)]) for v in variants}
         means = {v: layers for v, layers in means.items() if layers}
         for layers in means.values():
-            figure_layers.extend(name for name in layers if name not in figure_layers)
+            seen_layers.update(dict.fromkeys(layers))
         panels.append((density, means))
+    figure_layers = list(seen_layers)
     most = max((len(means) for _, means in panels), default=1)
     width = min(22.0, max(7.0, 0.32 * len(figure_layers) * max(1.0, math.sqrt(most)) + 2.5))
     figure, axes = _grid(len(panels), 1, width, 3.4)
     for axis, (density, means) in zip(axes, panels):
         layers = [name for name in figure_layers if any(name in m for m in means.values())]
+        many = len(layers) > _MAX_LAYER_NAMES
         positions = range(len(layers))
         if not means:
             _no_data(axis, "masked layers")
@@ -311,20 +335,21 @@ def plot_layer_densities(runs: Sequence[RunRecord], colours: dict[str, str], pat
             for index, (variant, layer_means) in enumerate(means.items()):
                 offsets = [p - 0.4 + bar * (index + 0.5) for p in positions]
                 heights = [layer_means.get(name, math.nan) for name in layers]
-                axis.bar(offsets, heights, width=bar, color=colours[variant], label=variant)
+                axis.bar(offsets, heights, width=bar, color=colours[variant])
         else:
             for variant, layer_means in means.items():
                 heights = [layer_means.get(name, math.nan) for name in layers]
-                axis.plot(positions, heights, color=colours[variant], marker="o", markersize=3, label=variant)
-        axis.set_xticks(list(positions), [name.removesuffix(".weight") for name in layers], rotation=60, ha="right")
+                marker = None if many else "o"
+                axis.plot(positions, heights, color=colours[variant], marker=marker, markersize=3)
+        _layer_axis(axis, layers)
         axis.set_ylim(0, 1.05)
         axis.set_ylabel("layer density\n(fraction active)")
         axis.set_title(_density_title(density), fontsize=10)
         axis.grid(axis="y", alpha=0.3)
     axes[-1].set_xlabel("masked layer (model order)")
-    figure.suptitle(f"{title}: final per-layer density (mean over seeds)")
-    _legend(figure, colours, {run.variant for run in runs})
-    return _save(figure, path)
+    figure.suptitle(f"{figure_text(title)}: final per-layer density (mean over seeds){note}")
+    _legend(figure, colours, {run.row_name for run in runs})
+    return _png(figure)
 
 
 def _per_density_curves(
@@ -345,7 +370,7 @@ def _per_density_curves(
                 epochs, means, spreads = _curve(cells[(variant, density)], split, key, scale)
                 if epochs:
                     width = _line_width(index, len(variants))
-                    _draw_curve(axis, epochs, means, spreads, colours[variant], variant, width)
+                    _draw_curve(axis, epochs, means, spreads, colours[variant], width)
                     drawn = True
             if not drawn:
                 _no_data(axis, f"{split} {key} records")
@@ -356,18 +381,18 @@ def _per_density_curves(
             axis.set_title(f"{_density_title(density)}", fontsize=10)
 
 
-def plot_training_curves(runs: Sequence[RunRecord], colours: dict[str, str], path: Path, title: str) -> Path:
+def plot_training_curves(runs: Sequence[RunRecord], colours: dict[str, str], title: str, note: str = "") -> bytes:
     """(d) Validation accuracy (%) after each epoch, mean over seeds per variant with a ±std band; one panel
     per target density."""
     densities = _densities(runs)
     figure, axes = _grid(len(densities), 3, 4.6, 3.6)
     _per_density_curves(runs, colours, lambda row: [axes[row]], [("val", "accuracy", 100.0, "validation accuracy (%)")])
-    figure.suptitle(f"{title}: validation accuracy during training (mean ± std over seeds)")
-    _legend(figure, colours, {run.variant for run in runs})
-    return _save(figure, path)
+    figure.suptitle(f"{figure_text(title)}: validation accuracy during training (mean ± std over seeds){note}")
+    _legend(figure, colours, {run.row_name for run in runs})
+    return _png(figure)
 
 
-def plot_mask_dynamics(runs: Sequence[RunRecord], colours: dict[str, str], path: Path, title: str) -> Path:
+def plot_mask_dynamics(runs: Sequence[RunRecord], colours: dict[str, str], title: str, note: str = "") -> bytes:
     """(e) How the masks changed: per epoch, the turnover (% of active weights grown since the previous
     epoch) and the ITOP rate (% of masked weights ever active); rows per target density, mean over seeds."""
     densities = _densities(runs)
@@ -378,21 +403,47 @@ def plot_mask_dynamics(runs: Sequence[RunRecord], colours: dict[str, str], path:
         ("masks", "itop_rate", 100.0, "ITOP rate (% of masked\nweights ever active)"),
     ]
     _per_density_curves(runs, colours, lambda row: list(grid[row]), series)
-    figure.suptitle(f"{title}: mask turnover and in-time over-parameterisation (mean ± std over seeds)")
-    _legend(figure, colours, {run.variant for run in runs})
-    return _save(figure, path)
+    figure.suptitle(
+        f"{figure_text(title)}: mask turnover and in-time over-parameterisation (mean ± std over seeds){note}"
+    )
+    _legend(figure, colours, {run.row_name for run in runs})
+    return _png(figure)
 
 
-def plot_group(
-    table: Table, runs: Sequence[RunRecord], colours: dict[str, str], folder: Path, prefix: str
-) -> list[tuple[str, Path]]:
-    """All five figures of one (dataset, model) group as `folder/<prefix>_<stem>.png`; (caption, path) pairs
-    in `FIGURES` order."""
-    folder = Path(folder)
-    paths = {stem: folder / f"{prefix}_{stem}.png" for stem, _ in FIGURES}
-    plot_accuracy_vs_density(table, colours, paths["accuracy_vs_density"])
-    plot_accuracy_vs_train_flops(table, colours, paths["accuracy_vs_train_flops"])
-    plot_layer_densities(runs, colours, paths["layer_density"], table.title)
-    plot_training_curves(runs, colours, paths["training_curves"], table.title)
-    plot_mask_dynamics(runs, colours, paths["mask_dynamics"], table.title)
-    return [(caption, paths[stem]) for stem, caption in FIGURES]
+def _drawn_part(table: Table, runs: Sequence[RunRecord]) -> tuple[Table, list[RunRecord], str]:
+    """The table and runs a figure draws (the first `MAX_DRAWN_ROWS` rows, the first `MAX_PANELS` densities)
+    and a note for the title when that is not all of them."""
+    rows, densities = table.variants[:MAX_DRAWN_ROWS], table.densities[:MAX_PANELS]
+    if len(rows) == len(table.variants) and len(densities) == len(table.densities):
+        return table, list(runs), ""
+    kept_rows = set(rows)
+    kept_densities = {d for d in densities if not math.isnan(d)}
+    keep_unknown = any(math.isnan(d) for d in densities)
+
+    def drawn(row: str, density: float) -> bool:
+        return row in kept_rows and (density in kept_densities or (keep_unknown and math.isnan(density)))
+
+    part = replace(
+        table,
+        variants=rows,
+        densities=densities,
+        cells={key: cell for key, cell in table.cells.items() if drawn(*key)},
+    )
+    chosen = [run for run in runs if drawn(run.row_name, run.density_key)]
+    note = f"\n(drawn: {len(rows)} of {len(table.variants)} rows, {len(densities)} of {len(table.densities)} densities)"
+    return part, chosen, note
+
+
+def plot_group(table: Table, runs: Sequence[RunRecord], colours: dict[str, str]) -> list[tuple[str, str, bytes]]:
+    """All five figures of one (dataset, model) group as (file stem, caption, PNG bytes), in `FIGURES` order;
+    drawn with mathtext and LaTeX off, so names from run files are never parsed as formulas."""
+    with matplotlib.rc_context(_PLAIN_TEXT):
+        part, chosen, note = _drawn_part(table, runs)
+        rendered = {
+            "accuracy_vs_density": plot_accuracy_vs_density(part, colours, note),
+            "accuracy_vs_train_flops": plot_accuracy_vs_train_flops(part, colours, note),
+            "layer_density": plot_layer_densities(chosen, colours, table.title, note),
+            "training_curves": plot_training_curves(chosen, colours, table.title, note),
+            "mask_dynamics": plot_mask_dynamics(chosen, colours, table.title, note),
+        }
+    return [(stem, caption, rendered[stem]) for stem, caption in FIGURES]
