@@ -19,6 +19,7 @@ from sparselearning.errors import SparseLearningError
 from sparselearning.funcs._layers import expand_kernel_mask, kernel_view
 from sparselearning.misuse import warn_user
 from sparselearning.ops.select import apportion, sample_indices
+from sparselearning.runs.masks import PACKED_KEY, unpack_masks
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -219,6 +220,8 @@ def _read_mask_file(path: Path) -> dict[str, torch.Tensor]:
         raise SparseLearningError(f"cannot read lottery mask file {path}: {reason}") from None
     if isinstance(state, dict) and isinstance(state.get("masking"), dict):
         state = state["masking"]
+    if isinstance(state, dict) and PACKED_KEY in state:  # a finished run's final_masks.pt, one bit per weight
+        return unpack_masks(state, f"lottery mask file {path}")
     masks = state.get("masks", state.get("mask_dict")) if isinstance(state, dict) else None
     if not isinstance(masks, dict):
         raise SparseLearningError(

@@ -31,6 +31,7 @@ from sparselearning.funcs.decay import MagnitudePruneDecay
 from sparselearning.io import atomic_save
 from sparselearning.runs import directory, files
 from sparselearning.runs.identity import directory_hash, group_hash, run_settings
+from sparselearning.runs.masks import pack_masks
 from sparselearning.runs.naming import plain_config
 from sparselearning.train import distributed
 from sparselearning.train.build import build_masking, build_model, build_optimizer, build_scheduler
@@ -583,9 +584,9 @@ class Run:
         }
         summary = _json_safe(summary)
         if self.is_main:
-            # The final masks alone (a few hundred kB): what a lottery-ticket restart needs, kept when
+            # The final masks alone, one bit per weight: what a lottery-ticket restart needs, kept when
             # checkpoints are not.
-            masks = {"masks": self.masking.state_dict()["masks"]}
+            masks = pack_masks(self.masking.state_dict()["masks"])
             atomic_save(masks, self.run_dir / directory.FINAL_MASKS, self.run_dir)
             text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
             files.write_text(self.run_dir / directory.SUMMARY, text, self.run_dir)

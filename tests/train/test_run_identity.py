@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sparselearning.runs.directory import RunLock
+from sparselearning.runs.masks import unpack_masks
 from tests.hardening.conftest import run_cli, snapshot, train_command
 from tests.train.conftest import SMALL
 
@@ -62,7 +63,8 @@ def test_the_lottery_shuffle_control_trains_in_its_own_run(tmp_path: Path, monke
     assert len(summaries) == 2
     plain, shuffled = (s for s in summaries.values())
     assert {plain["settings"]["masking.shuffle"], shuffled["settings"]["masking.shuffle"]} == {False, True}
-    masks = [torch.load(p, weights_only=True)["masks"] for p in sorted((tmp_path / "runs").rglob("final_masks.pt"))]
+    files = sorted((tmp_path / "runs").rglob("final_masks.pt"))
+    masks = [unpack_masks(torch.load(path, weights_only=True), str(path)) for path in files]
     assert any(not torch.equal(masks[0][name], masks[1][name]) for name in masks[0])
 
 
