@@ -47,6 +47,10 @@ _MAX_LAYER_NAMES = 60
 # The most rows (lines, legend entries) and densities (panels) one figure draws.
 MAX_DRAWN_ROWS = 40
 MAX_PANELS = 16
+# Legend layout at the default 10-point font: a row's height, a character's width, a handle and its gaps.
+_LEGEND_ROW_INCHES = 0.25
+_LEGEND_CHAR_INCHES = 0.085
+_LEGEND_HANDLE_INCHES = 0.7
 # Text from run files is shown as typed: no mathtext, no LaTeX.
 _PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
 
@@ -104,15 +108,24 @@ def _density_title(density: float) -> str:
 
 
 def _legend(figure: Figure, colours: dict[str, str], variants: Iterable[str]) -> None:
-    """One legend for the whole figure, below the axes (clear of the title), in the colour mapping's order."""
+    """One legend for the whole figure, below the axes (clear of the title), in the colour mapping's order; a
+    long legend gets more columns and makes the figure taller, so the axes keep their size."""
     present = set(variants)
     handles = [
         Line2D([0], [0], color=colour, marker="o", linewidth=2, label=figure_text(name))
         for name, colour in colours.items()
         if name in present
     ]
-    if handles:
-        figure.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), frameon=False)
+    if not handles:
+        return
+    width, _ = figure.get_size_inches()
+    longest = max(len(handle.get_label()) for handle in handles)
+    fitting = max(1, int(width / (_LEGEND_HANDLE_INCHES + _LEGEND_CHAR_INCHES * longest)))
+    columns = min(len(handles), 3 if len(handles) <= 12 else 4, fitting)
+    extra_rows = max(0, math.ceil(len(handles) / columns) - 2)
+    if extra_rows:
+        figure.set_size_inches(width, figure.get_size_inches()[1] + _LEGEND_ROW_INCHES * extra_rows)
+    figure.legend(handles=handles, loc="outside lower center", ncols=columns, frameon=False)
 
 
 def _no_data(axis: Axes, what: str) -> None:

@@ -73,3 +73,32 @@ def test_a_summary_at_the_layer_limit_is_drawn_quickly(tmp_path: Path) -> None:
     assert outcome.status == 0 and outcome.err == []
     assert len(outcome.csv_rows()) == 2
     assert seconds < 60, seconds
+
+
+def test_a_figure_draws_at_most_its_row_limit_and_the_table_lists_every_row(tmp_path: Path) -> None:
+    from sparselearning.viz.report_plots import MAX_DRAWN_ROWS
+
+    count = MAX_DRAWN_ROWS + 5
+    for index in range(count):
+        write_scale_run(tmp_path / "sweep" / f"m{index:02d}", f"M{index:02d}", 0.1, 0)
+    outcome = report(tmp_path / "sweep", out=tmp_path / "out")
+    assert outcome.status == 0, outcome.err
+    assert len(outcome.table_rows()) == count
+    assert len(list(outcome.folder.glob("*.png"))) == 5
+
+
+def test_groups_past_the_figure_limit_get_their_table_and_a_note(tmp_path: Path, monkeypatch) -> None:
+    from sparselearning.report import render
+
+    monkeypatch.setattr(render, "MAX_FIGURE_GROUPS", 1)
+    for dataset in ("MNIST", "FashionMNIST"):
+        folder = tmp_path / "sweep" / dataset
+        write_scale_run(folder, "SET", 0.1, 0)
+        content = (folder / "summary.json").read_text().replace('"MNIST"', f'"{dataset}"')
+        (folder / "summary.json").write_text(content)
+    outcome = report(tmp_path / "sweep", out=tmp_path / "out")
+    assert outcome.status == 0, outcome.err
+    markdown = outcome.text("report.md")
+    assert markdown.count("\n## ") == 2
+    assert "Figures are drawn for the first 1 dataset/model groups; 1 more have tables only." in markdown
+    assert sorted(path.name.split("_")[0] for path in outcome.folder.glob("*.png")) == ["FashionMNIST-lenet300-100"] * 5
