@@ -159,7 +159,7 @@ def runs_csv(runs: Sequence[RunRecord]) -> str:
             "variant": run.variant,
             "row": run.row_name,
             "group": run.group,
-            "run_dir": str(run.run_dir),
+            "run_dir": shown_path(run.run_dir),
         }
         row = []
         for column in columns:
@@ -175,10 +175,21 @@ def write_runs_csv(runs: Sequence[RunRecord], path: Path, root: Path | None = No
     return Path(path)
 
 
+def shown_path(path: Path) -> str:
+    """A run's path as the report shows it: relative to the current directory when it lies below it, so a
+    report made at the root of a repository holds no path of the machine that made it and reads the same
+    on every clone; absolute otherwise."""
+    absolute = Path(path).absolute()
+    try:
+        return absolute.relative_to(Path.cwd().absolute()).as_posix()
+    except ValueError:
+        return str(absolute)
+
+
 def _skipped_line(skipped: Sequence[SkippedRun]) -> str:
     if not skipped:
         return "Skipped runs: none."
-    items = "; ".join(f"{markdown_code(item.run_dir)} ({markdown_text(item.reason)})" for item in skipped)
+    items = "; ".join(f"{markdown_code(shown_path(item.run_dir))} ({markdown_text(item.reason)})" for item in skipped)
     return f"Skipped runs ({len(skipped)}): {items}."
 
 
@@ -192,7 +203,7 @@ def _figures_note(groups: Sequence[GroupReport]) -> str:
 
 def render_markdown(collection: Collection, groups: Sequence[GroupReport]) -> str:
     """The Markdown report: summary lines, then per group its table and links to its figures."""
-    sources = ", ".join(markdown_code(path) for path in collection.paths)
+    sources = ", ".join(markdown_code(shown_path(path)) for path in collection.paths)
     lines = [
         "# Sparse training report",
         "",
@@ -238,9 +249,9 @@ def _data_uri(png: bytes) -> str:
 def render_html(collection: Collection, groups: Sequence[GroupReport], colours: dict[str, str]) -> str:
     """The self-contained HTML page: the Markdown report's content, images embedded, no external resources."""
     e = html_text
-    sources = ", ".join(f"<code>{e(path)}</code>" for path in collection.paths)
+    sources = ", ".join(f"<code>{e(shown_path(path))}</code>" for path in collection.paths)
     if collection.skipped:
-        items = "".join(f"<li><code>{e(s.run_dir)}</code>: {e(s.reason)}</li>" for s in collection.skipped)
+        items = "".join(f"<li><code>{e(shown_path(s.run_dir))}</code>: {e(s.reason)}</li>" for s in collection.skipped)
         skipped = f"<p>Skipped runs ({len(collection.skipped)}):</p><ul>{items}</ul>"
     else:
         skipped = "<p>Skipped runs: none.</p>"

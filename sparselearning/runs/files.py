@@ -23,6 +23,14 @@ import yaml
 from sparselearning.errors import SparseLearningError
 
 MAX_TEXT_BYTES = 16 * 1024 * 1024
+# libyaml's safe loader where PyYAML was built with it (about 8x faster), else the pure-Python one.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _reason(error: BaseException) -> str:
@@ -74,6 +82,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object], root: Path | 
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
+            os.fchmod(stream.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; a run's files are ordinary files
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except (OSError, RuntimeError) as error:  # torch.save reports a failed write as RuntimeError
@@ -132,9 +141,9 @@ def load_yaml_data(text: str, what: str) -> Any:
     expand exponentially in anything that walks the data.
     """
     try:
-        aliased = any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader))
+        aliased = any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=_SAFE_LOADER))
         if not aliased:
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=_SAFE_LOADER)  # a safe loader: plain data only
     except (yaml.YAMLError, RecursionError, ValueError) as error:
         raise SparseLearningError(f"cannot read {what}: {_reason(error)}") from None
     raise SparseLearningError(f"cannot read {what}: YAML aliases (*name) are not allowed in a run's files")

@@ -107,3 +107,12 @@ def test_yaml_aliases_are_refused_so_nested_ones_cannot_explode() -> None:
     levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
     with pytest.raises(SparseLearningError, match=r"^cannot read the bomb: YAML aliases"):
         files.load_yaml_data("\n".join(levels), "the bomb")
+
+
+def test_written_files_get_the_ordinary_mode_not_mkstemps_private_one(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        files.write_text(tmp_path / "summary.json", "{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o644
