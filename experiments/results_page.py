@@ -14,6 +14,7 @@ validation accuracy, never by test accuracy: `choose_by_validation`.
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import statistics
 import sys
@@ -226,7 +227,11 @@ _MISSING = (None, "", "None")
 def _grid_rows(grid: str) -> list[dict[str, str]]:
     runs = REPO / "results" / grid / "runs"
     out = REPO / "results" / grid / "report"
-    if not runs.exists() or report_main([str(runs), "--out", str(out)]) != 0:
+    # Each Lottery seed restarts from its own Pruning run, so masking.lottery_mask_path differs by seed alone:
+    # pooled on purpose. Paths are given relative to the repository, so the reports hold no machine's paths.
+    pooled = ["--pool", "masking.lottery_mask_path"] if (runs / "Lottery").is_dir() else []
+    arguments = [str(runs.relative_to(REPO)), "--out", str(out.relative_to(REPO)), *pooled]
+    if not runs.exists() or report_main(arguments) != 0:
         return []
     with (out / "runs.csv").open() as stream:
         return list(csv.DictReader(stream))
@@ -443,6 +448,7 @@ def _headline_section(candidates: dict) -> str:
 
 
 def main() -> int:
+    os.chdir(REPO)  # the reports write paths relative to the current directory
     sections = []
     grouped_by_grid: dict[str, dict] = {}  # GRIDS lists each baseline grid before the ablations that use it
     for grid, title in GRIDS.items():
