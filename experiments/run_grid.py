@@ -97,16 +97,25 @@ def plan(grid_file: Path, densities=None, methods=None, seeds=None, epochs: int 
                 run_dir = output / name / f"density_{density}" / f"seed_{seed}"
                 extra = [f"masking.density={density}"] if name != "Lottery" else []
                 waits_for = output / after / f"density_{density}" / f"seed_{seed}" if after else None
-                if waits_for is not None:
-                    extra.append(f"masking.lottery_mask_path={waits_for}")
+                if waits_for is not None:  # relative: runs start in the repository, and records travel
+                    extra.append(f"masking.lottery_mask_path={_from_repo(waits_for)}")
                 runs.append(
                     PlannedRun(name, density, seed, [*common, *overrides, *extra, f"seed={seed}"], run_dir, waits_for)
                 )
     return runs
 
 
+def _from_repo(path: Path) -> str:
+    """`path` relative to the repository when it lies inside it (every run starts there), else absolute."""
+    try:
+        return path.relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _command(run: PlannedRun) -> list[str]:
-    return [sys.executable, "-m", "sparselearning", "train", *run.overrides, f"hydra.run.dir={run.run_dir}"]
+    arguments = [*run.overrides, f"hydra.run.dir={_from_repo(run.run_dir)}"]
+    return [sys.executable, "-m", "sparselearning", "train", *arguments]
 
 
 def _environment(jobs: int) -> dict[str, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments.run_grid import REPO, execute, main, plan
+from experiments.run_grid import REPO, _command, execute, main, plan
 from sparselearning.cli import check_composes
 from sparselearning.errors import SparseLearningError
 from sparselearning.report.command import main as report_main
@@ -130,3 +130,12 @@ def test_more_seeds_grid_reruns_earlier_variants_unchanged_on_new_seeds() -> Non
         assert len(matches) == 1, f"{name} must be one earlier grid's variant, unchanged"
         assert not set(more["seeds"]) & set(matches[0]["seeds"]), f"{name} repeats a seed already run"
         assert more["densities"][0] in matches[0]["densities"]
+
+
+def test_commands_name_paths_inside_the_repository_relative_to_it() -> None:
+    runs = plan(GRIDS / "mnist_lenet300_100.yaml", densities=[0.05], methods=["Pruning", "Lottery"], seeds=[0])
+    lottery = next(run for run in runs if run.method == "Lottery")
+    command = _command(lottery)
+    assert "hydra.run.dir=results/mnist_lenet300_100/runs/Lottery/density_0.05/seed_0" in command
+    assert "masking.lottery_mask_path=results/mnist_lenet300_100/runs/Pruning/density_0.05/seed_0" in command
+    assert lottery.run_dir.is_absolute()  # the runner itself still checks the real folder
