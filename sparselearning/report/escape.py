@@ -5,7 +5,7 @@ an output they lose the characters that can hide or reorder what a reader sees (
 characters, the Unicode bidirectional overrides and isolates), and are then escaped for the format:
 HTML special characters everywhere, Markdown syntax that could add links, images, code or table cells,
 spreadsheet formulas in CSV cells. Figures are drawn with mathtext and LaTeX off (see
-`sparselearning.viz.report_plots`), so `$...$` in a name is shown as it is and never parsed.
+`sparselearning.report.figures`), so `$...$` in a name is shown as it is and never parsed.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from typing import Any
 from sparselearning.errors import SparseLearningError
 from sparselearning.report.collect import Collection, RunRecord, SkippedRun
 from sparselearning.report.escape import csv_cell, html_text, markdown_code, markdown_text
+from sparselearning.report.figures import method_colours, plot_group
 from sparselearning.report.tables import METRICS, Table, build_tables, density_label
 from sparselearning.runs.files import write_atomic, write_text
 
@@ -295,8 +296,6 @@ def _prepare_out_dir(out_dir: Path) -> None:
 
 def write_report(collection: Collection, out_dir: Path) -> ReportFiles:
     """Tables, figures, report.md, report.html and runs.csv of `collection`, all under `out_dir`."""
-    from sparselearning.viz.report_plots import method_colours, plot_group
-
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir)
     tables = build_tables(collection.runs)

@@ -1,7 +1,8 @@
 """Metrics of a run: one JSON object per line in `metrics.jsonl`, the same points as TensorBoard events.
 
 On resume, lines past the checkpoint's step are dropped (and TensorBoard purges its own), so the logs of a
-run that was killed and resumed read exactly like those of a run that never stopped.
+run that was killed and resumed read exactly like those of a run that never stopped. Readers of the file use
+`sparselearning.runs.metrics.read_metrics`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sparselearning.runs import files
+from sparselearning.runs.metrics import MAX_METRICS_BYTES
 
 
 def _finite(value: Any) -> Any:
@@ -44,7 +46,7 @@ class MetricsLog:
             self.path.unlink()
             return
         kept = []
-        for line in files.read_text(self.path, limit=1 << 31).splitlines():
+        for line in files.read_text(self.path, limit=MAX_METRICS_BYTES).splitlines():
             try:
                 record = json.loads(line)
             except (json.JSONDecodeError, RecursionError):
@@ -73,15 +75,3 @@ class MetricsLog:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All records of a `metrics.jsonl` (skipping a line a crash cut short); a special file (a FIFO) or an
-    unreadable one is one `SparseLearningError` line."""
-    records = []
-    for line in files.read_text(Path(path), limit=1 << 31).splitlines():
-        try:
-            records.append(json.loads(line))
-        except (json.JSONDecodeError, RecursionError):
-            continue
-    return records

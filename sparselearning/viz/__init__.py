@@ -1,1 +1,1 @@
-"""Figures: training curves and per-layer densities of a run, and the comparison plots of reports."""
+"""Figures of one run: training curves and per-layer densities (a report's are `sparselearning.report.figures`)."""

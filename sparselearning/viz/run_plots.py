@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from sparselearning.runs.files import write_atomic
-from sparselearning.train.logs import read_metrics
+from sparselearning.runs.metrics import read_metrics
 
 
 def save_figure(figure: plt.Figure, path: Path, root: Path | None = None) -> None:

@@ -76,7 +76,7 @@ def test_a_summary_at_the_layer_limit_is_drawn_quickly(tmp_path: Path) -> None:
 
 
 def test_a_figure_draws_at_most_its_row_limit_and_the_table_lists_every_row(tmp_path: Path) -> None:
-    from sparselearning.viz.report_plots import MAX_DRAWN_ROWS
+    from sparselearning.report.figures import MAX_DRAWN_ROWS
 
     count = MAX_DRAWN_ROWS + 5
     for index in range(count):

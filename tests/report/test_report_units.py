@@ -11,8 +11,8 @@ from sparselearning import cli
 from sparselearning.errors import SparseLearningError
 from sparselearning.report.collect import RunRecord, collect_runs, find_run_dirs, method_variant
 from sparselearning.report.command import main
+from sparselearning.report.figures import method_colours
 from sparselearning.report.tables import build_tables, format_accuracy, format_fraction, mean_std
-from sparselearning.viz.report_plots import method_colours
 
 
 def _summary(method: str = "SET", accuracy: float = 0.5, density: float | None = 0.1, **extra) -> dict:
