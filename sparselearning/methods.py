@@ -11,6 +11,10 @@ would get no active weight (`allow_empty_layers=False`), and the ones that know 
 stepping past the planned end warns. Dynamic methods update masks every `update_frequency` steps until `end_fraction` of
 training (RigL: 100 and 75%) with the drop fraction annealed by a cosine from `drop_fraction` (RigL: 0.3,
 SNFS: 0.5).
+
+Each method is an entry of `sparselearning.method_table`, which the command line reads too: the functions
+below build their entry under the paper's name, and `build(name, model, optimizer, ...)` builds any entry by
+name, methods you registered yourself included.
 """
 
 from __future__ import annotations
@@ -23,26 +27,69 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparselearning import method_table
 from sparselearning.core import Masking
 from sparselearning.errors import SparseLearningError, check_choice, check_density, check_fraction, check_positive_int
-from sparselearning.funcs.decay import CosineDecay, Decay, MagnitudePruneDecay
+from sparselearning.funcs.decay import Decay
+from sparselearning.method_table import DENSE, DYNAMIC, PRUNING, STATIC, Method
 
 Optimizer = torch.optim.Optimizer
 
+TOTAL_STEPS = 1000  # the builders' run length when the caller gives none
 
-def _build(
+
+def assemble(
+    method: Method,
     model: nn.Module,
     optimizer: Optimizer,
-    prune_rate_decay: Decay | None,
+    decay: Decay | None,
     lottery_mask_path: str | Path | None = None,
     **masking_options: Any,
 ) -> Masking:
-    """A Masking with the builders' defaults, over `model` (minus `exclude`)."""
+    """A Masking over `model` (minus `exclude`) with `method`'s rules, unless `masking_options` choose others.
+
+    Shared by `build` and the command line (`sparselearning.train.build`), which differ only in where the
+    settings and the schedule come from. Layers left without an active weight are refused by default.
+    """
     exclude = masking_options.pop("exclude", ())
-    masking_options.setdefault("allow_empty_layers", False)
-    masking = Masking(optimizer, prune_rate_decay, **masking_options)
+    settings: dict[str, Any] = {
+        "prune_mode": method.prune_mode,
+        "growth_mode": method.growth_mode,
+        "redistribution_mode": method.redistribution_mode,
+        "dense_gradients": method.dense_gradients,
+        "allow_empty_layers": False,
+        **masking_options,
+    }
+    masking = Masking(optimizer, decay, **settings)
     masking.add_module(model, lottery_mask_path=lottery_mask_path, exclude=exclude)
     return masking
+
+
+def make_decay(
+    method: Method,
+    decay_schedule: str,
+    *,
+    drop_fraction: float | None,
+    density: float,
+    start_when: int,
+    last_step: int,
+    interval: int,
+    key: str = "decay_schedule",
+) -> Decay:
+    """The schedule `decay_schedule` (a key of `sparselearning.funcs.decay.registry`) for `method`.
+
+    A drop-fraction schedule (dynamic methods) is made as `cls(drop_fraction, T_max=last_step)`; a
+    target-sparsity schedule (pruning) as `cls(initial_sparsity=0.0, final_sparsity=1 - density,
+    T_max=last_step, T_start=start_when, interval=interval)`. A schedule that does not fit the method is
+    refused in one line.
+    """
+    # Registered schedules follow one of the two constructor conventions above, not Decay's own (no) arguments.
+    decay_class: Callable[..., Decay] = method_table.decay_class(method, decay_schedule, key)
+    if method.kind == DYNAMIC:
+        return decay_class(drop_fraction, T_max=last_step)
+    return decay_class(
+        initial_sparsity=0.0, final_sparsity=1.0 - density, T_max=last_step, T_start=start_when, interval=interval
+    )
 
 
 def _end_step(total_steps: int, end_fraction: float) -> int:
@@ -54,33 +101,132 @@ def _end_step(total_steps: int, end_fraction: float) -> int:
     return end
 
 
-def _dynamic(
-    model: nn.Module,
-    optimizer: Optimizer,
-    density: float,
-    total_steps: int,
-    *,
-    drop_fraction: float,
-    update_frequency: int,
-    end_fraction: float,
-    **masking_options: Any,
-) -> Masking:
-    end_when = _end_step(total_steps, end_fraction)
-    return _build(
+def _initial_masks(method: Method, options: dict[str, Any]) -> tuple[str, str | Path | None, float | None]:
+    """sparse_init, lottery_mask_path and density, taken out of `options` (masks from a saved run: density 1
+    until the saved masks are loaded)."""
+    if not method.from_saved_masks:
+        density = options.pop("density", method.python.density)
+        return options.pop("sparse_init", method.python.sparse_init), None, density
+    path = options.pop("lottery_mask_path", None)
+    if path is None:
+        raise SparseLearningError(
+            f"{method.name} starts from a finished run's masks: pass lottery_mask_path (a mask file or checkpoint)"
+        )
+    return method_table.saved_masks_init(bool(options.pop("shuffle", False))), path, 1.0
+
+
+def _build_dense(method: Method, model: nn.Module, optimizer: Optimizer, options: dict[str, Any]) -> Masking:
+    if "density" in options:
+        raise SparseLearningError(
+            f"{method.name} trains every weight: leave density out (Small-Dense narrows the model instead, "
+            "with small_dense_width)"
+        )
+    return assemble(method, model, optimizer, None, density=1.0, **options)
+
+
+def _build_static(method: Method, model: nn.Module, optimizer: Optimizer, options: dict[str, Any]) -> Masking:
+    sparse_init, path, density = _initial_masks(method, options)
+    return assemble(method, model, optimizer, None, path, density=density, sparse_init=sparse_init, **options)
+
+
+def _build_dynamic(method: Method, model: nn.Module, optimizer: Optimizer, options: dict[str, Any]) -> Masking:
+    sparse_init, path, density = _initial_masks(method, options)
+    total_steps = options.pop("total_steps", TOTAL_STEPS)
+    end_when = _end_step(total_steps, options.pop("end_fraction", method.end_fraction))
+    update_frequency = options.pop("update_frequency", method.python.interval)
+    decay = make_decay(
+        method,
+        options.pop("decay_schedule", method.decay_schedule),
+        drop_fraction=check_fraction(options.pop("drop_fraction", method.drop_fraction), "drop_fraction"),
+        density=1.0,
+        start_when=0,
+        last_step=end_when,
+        interval=update_frequency,
+    )
+    return assemble(
+        method,
         model,
         optimizer,
-        CosineDecay(check_fraction(drop_fraction, "drop_fraction"), T_max=end_when),
+        decay,
+        path,
         density=density,
+        sparse_init=sparse_init,
         update_frequency=check_positive_int(update_frequency, "update_frequency"),
         end_when=end_when,
         total_steps=total_steps,
-        **masking_options,
+        **options,
     )
+
+
+def _build_pruning(method: Method, model: nn.Module, optimizer: Optimizer, options: dict[str, Any]) -> Masking:
+    density = check_density(options.pop("density", method.python.density))
+    total_steps = options.pop("total_steps", TOTAL_STEPS)
+    start_fraction = options.pop("start_fraction", method.python.start_fraction)
+    end_fraction = options.pop("end_fraction", method.end_fraction)
+    interval = options.pop("interval", method.python.interval)
+    end_when = _end_step(total_steps, end_fraction)
+    start_when = int(check_fraction(start_fraction, "start_fraction") * total_steps)
+    if start_when >= end_when:
+        raise SparseLearningError(f"start_fraction {start_fraction} must be below end_fraction {end_fraction}")
+    last_step = min(end_when, total_steps - 1)  # the last step that can prune: steps are 0 .. total_steps - 1
+    decay = make_decay(
+        method,
+        options.pop("decay_schedule", method.decay_schedule),
+        drop_fraction=None,
+        density=density,
+        start_when=start_when,
+        last_step=last_step,
+        interval=interval,
+    )
+    return assemble(
+        method,
+        model,
+        optimizer,
+        decay,
+        density=1.0,
+        update_frequency=check_positive_int(interval, "interval"),
+        start_when=start_when,
+        end_when=last_step + 1,
+        total_steps=total_steps,
+        **options,
+    )
+
+
+_BY_KIND: dict[str, Callable[[Method, nn.Module, Optimizer, dict[str, Any]], Masking]] = {
+    DENSE: _build_dense,
+    STATIC: _build_static,
+    DYNAMIC: _build_dynamic,
+    PRUNING: _build_pruning,
+}
+
+
+def build(name: str, model: nn.Module, optimizer: Optimizer, **options: Any) -> Masking:
+    """The Masking of the method table's entry `name` (`"RigL"`, `"Struct_RigL"`, `"RigL_reinit"`, your own
+    registered method, ...) with the entry's Python defaults; `options` override them:
+
+    - sparse methods: `density`, `sparse_init`;
+    - drop-and-grow methods: `total_steps`, `drop_fraction`, `update_frequency`, `end_fraction`, `decay_schedule`;
+    - pruning methods: `total_steps`, `start_fraction`, `end_fraction`, `interval`, `decay_schedule`;
+    - masks from a saved run: `lottery_mask_path` (required) and `shuffle`;
+    - every method: `exclude` and any other `Masking` keyword (`growth_mode`, `seed`, `low_memory`, ...).
+
+    A setting that does not fit the method (RigL with the `magnitude-prune` schedule) is refused in one line.
+
+    :param name: a key of `sparselearning.method_table.table`
+    :param model: the model
+    :param optimizer: its optimizer
+    """
+    method = method_table.get(name)
+    options = {key: value for key, value in options.items() if not (key == "decay_schedule" and value is None)}
+    method_table.check_combination(
+        method, decay_schedule=options.get("decay_schedule"), growth_mode=options.get("growth_mode")
+    )
+    return _BY_KIND[method.kind](method, model, optimizer, options)
 
 
 def dense(model: nn.Module, optimizer: Optimizer, **masking_options: Any) -> Masking:
     """Dense training through the same interface (`step()` is `optimizer.step()`)."""
-    return _build(model, optimizer, None, density=1.0, **masking_options)
+    return build("Dense", model, optimizer, **masking_options)
 
 
 def small_dense_width(width: int, density: float) -> int:
@@ -90,14 +236,14 @@ def small_dense_width(width: int, density: float) -> int:
 
 def small_dense(model: nn.Module, optimizer: Optimizer, **masking_options: Any) -> Masking:
     """Small-Dense: a dense model whose widths were scaled with `small_dense_width` (the models' `density`)."""
-    return dense(model, optimizer, **masking_options)
+    return build("Small_Dense", model, optimizer, **masking_options)
 
 
 def static(
     model: nn.Module, optimizer: Optimizer, density: float = 0.1, sparse_init: str = "random", **masking_options: Any
 ) -> Masking:
     """Static sparse: the initial mask never changes."""
-    return _build(model, optimizer, None, density=density, sparse_init=sparse_init, **masking_options)
+    return build("Static", model, optimizer, density=density, sparse_init=sparse_init, **masking_options)
 
 
 def set_(
@@ -113,18 +259,16 @@ def set_(
     **masking_options: Any,
 ) -> Masking:
     """SET (Mocanu et al. 2018): drop smallest |w|, regrow as many at uniformly random inactive positions."""
-    return _dynamic(
+    return build(
+        "SET",
         model,
         optimizer,
-        density,
-        total_steps,
+        density=density,
+        total_steps=total_steps,
         drop_fraction=drop_fraction,
         update_frequency=update_frequency,
         end_fraction=end_fraction,
         sparse_init=sparse_init,
-        prune_mode="magnitude",
-        growth_mode="random",
-        redistribution_mode="none",
         **masking_options,
     )
 
@@ -145,19 +289,16 @@ def snfs(
     by mean |momentum|; growth at the largest |momentum|; dense momentum. The paper updates once per epoch:
     pass `update_frequency=steps_per_epoch` to match it.
     """
-    return _dynamic(
+    return build(
+        "SNFS",
         model,
         optimizer,
-        density,
-        total_steps,
+        density=density,
+        total_steps=total_steps,
         drop_fraction=drop_fraction,
         update_frequency=update_frequency,
         end_fraction=end_fraction,
         sparse_init=sparse_init,
-        prune_mode="magnitude",
-        growth_mode="momentum",
-        redistribution_mode="momentum",
-        dense_gradients=True,
         **masking_options,
     )
 
@@ -180,17 +321,16 @@ def rigl(
     `redistribution_mode="momentum"` or `"grad"` gives the seed project's RigL with redistribution;
     `sparse_init="erdos-renyi-kernel"` gives RigL (ERK).
     """
-    return _dynamic(
+    return build(
+        "RigL",
         model,
         optimizer,
-        density,
-        total_steps,
+        density=density,
+        total_steps=total_steps,
         drop_fraction=drop_fraction,
         update_frequency=update_frequency,
         end_fraction=end_fraction,
         sparse_init=sparse_init,
-        prune_mode="magnitude",
-        growth_mode="absolute-gradient",
         redistribution_mode=redistribution_mode,
         **masking_options,
     )
@@ -212,18 +352,49 @@ def struct_rigl(
     """Channel-wise RigL: whole kernels are dropped by mean (or max) |w| and grown by mean (or min) |grad|."""
     check_choice("criterion", criterion, ["mean", "max"])
     growth = "struct-absolute-gradient-mean" if criterion == "mean" else "struct-absolute-gradient-min"
-    return _dynamic(
+    return build(
+        "Struct_RigL",
         model,
         optimizer,
-        density,
-        total_steps,
+        density=density,
+        total_steps=total_steps,
         drop_fraction=drop_fraction,
         update_frequency=update_frequency,
         end_fraction=end_fraction,
         sparse_init=sparse_init,
         prune_mode=f"struct-magnitude-{criterion}",
         growth_mode=growth,
-        redistribution_mode="none",
+        **masking_options,
+    )
+
+
+def rigl_reinit(
+    model: nn.Module,
+    optimizer: Optimizer,
+    lottery_mask_path: str | Path,
+    total_steps: int = 1000,
+    *,
+    shuffle: bool = False,
+    drop_fraction: float = 0.3,
+    update_frequency: int = 100,
+    end_fraction: float = 0.75,
+    redistribution_mode: str = "none",
+    **masking_options: Any,
+) -> Masking:
+    """RigL restarted from a finished run's masks (file or checkpoint) on freshly initialised weights: the
+    command line's `masking=RigL_reinit`. `shuffle=True` keeps only each layer's density.
+    """
+    return build(
+        "RigL_reinit",
+        model,
+        optimizer,
+        lottery_mask_path=lottery_mask_path,
+        shuffle=shuffle,
+        total_steps=total_steps,
+        drop_fraction=drop_fraction,
+        update_frequency=update_frequency,
+        end_fraction=end_fraction,
+        redistribution_mode=redistribution_mode,
         **masking_options,
     )
 
@@ -242,27 +413,15 @@ def pruning(
     """Gradual magnitude pruning (Zhu & Gupta 2018): from dense to `density` along the cubic schedule, one
     global magnitude threshold every `interval` steps between `start_fraction` and `end_fraction` of training.
     """
-    density = check_density(density)
-    end_when = _end_step(total_steps, end_fraction)
-    start_when = int(check_fraction(start_fraction, "start_fraction") * total_steps)
-    if start_when >= end_when:
-        raise SparseLearningError(f"start_fraction {start_fraction} must be below end_fraction {end_fraction}")
-    end_when = min(end_when, total_steps - 1)  # the last step that can prune: steps are 0 .. total_steps - 1
-    decay = MagnitudePruneDecay(
-        initial_sparsity=0.0, final_sparsity=1.0 - density, T_max=end_when, T_start=start_when, interval=interval
-    )
-    return _build(
+    return build(
+        "Pruning",
         model,
         optimizer,
-        decay,
-        density=1.0,
-        prune_mode="global-magnitude",
-        growth_mode="none",
-        redistribution_mode="none",
-        update_frequency=check_positive_int(interval, "interval"),
-        start_when=start_when,
-        end_when=end_when + 1,
+        density=density,
         total_steps=total_steps,
+        start_fraction=start_fraction,
+        end_fraction=end_fraction,
+        interval=interval,
         **masking_options,
     )
 
@@ -279,19 +438,11 @@ def lottery(
 
     `shuffle=True` keeps only each layer's density (`lottery-ticket-dist`).
     """
-    masking = _build(
-        model,
-        optimizer,
-        None,
-        lottery_mask_path,
-        density=1.0,
-        sparse_init="lottery-ticket-dist" if shuffle else "lottery-ticket",
-        **masking_options,
-    )
-    masking.density = masking.stats.total_density
-    return masking
+    return build("Lottery", model, optimizer, lottery_mask_path=lottery_mask_path, shuffle=shuffle, **masking_options)
 
 
+# The seed API's builders by name, kept as they were; `build(name, ...)` covers every entry of the method
+# table (RigL_reinit and registered methods too).
 registry: dict[str, Callable[..., Masking]] = {
     "Dense": dense,
     "Small_Dense": small_dense,

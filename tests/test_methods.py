@@ -93,10 +93,15 @@ def test_gradual_pruning_reaches_the_target_exactly_and_follows_the_cubic() -> N
     assert inactive_values_are_zero(masking)
 
 
-def test_struct_rigl_moves_whole_kernels() -> None:
-    model = nn.Sequential(
+def _kernel_net() -> nn.Module:
+    """Convolutions hold most weights: channel-wise methods fit at density 0.3."""
+    return nn.Sequential(
         nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)
     )
+
+
+def test_struct_rigl_moves_whole_kernels() -> None:
+    model = _kernel_net()
     optimizer = _optimizer(model)
     masking = methods.struct_rigl(model, optimizer, density=0.3, total_steps=30, update_frequency=3)
     before = {n: int(m.sum()) for n, m in masking.mask_dict.items()}
@@ -147,3 +152,21 @@ def test_every_method_accepts_exclude() -> None:
             extra["interval"] = 10  # the default 100 leaves no pruning step in 75 steps, which is refused
         masking = methods.registry[name](model, _optimizer(model), exclude=["fc"], **extra)
         assert "fc.weight" not in masking.mask_dict, name
+
+
+def test_each_named_builder_is_its_table_entry_built_by_name(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    source = small_mlp()
+    torch.save(methods.static(source, _optimizer(source), density=0.2).state_dict(), tmp_path / "masks.pt")
+    saved = {"lottery_mask_path": tmp_path / "masks.pt"}
+    for name, builder in [*methods.registry.items(), ("RigL_reinit", methods.rigl_reinit)]:
+        model = _kernel_net() if name == "Struct_RigL" else small_mlp()
+        extra = {"density": 0.3} if name == "Struct_RigL" else {}
+        extra |= saved if name in ("Lottery", "RigL_reinit") else {}
+        state = {key: value.clone() for key, value in model.state_dict().items()}
+        by_name = methods.build(name, model, _optimizer(model), **extra)
+        model.load_state_dict(state)
+        named = builder(model, _optimizer(model), **extra)
+        assert repr(by_name) == repr(named), name
+        assert by_name.state_dict()["config"] == named.state_dict()["config"], name
+        assert all(torch.equal(by_name.mask_dict[n], named.mask_dict[n]) for n in named.mask_dict), name
