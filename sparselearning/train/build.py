@@ -12,10 +12,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from sparselearning import method_table
 from sparselearning.core import Masking
 from sparselearning.data.registry import DatasetInfo
 from sparselearning.errors import SparseLearningError, check_choice
-from sparselearning.funcs.decay import CosineDecay, Decay, LinearDecay, MagnitudePruneDecay, pruning_steps
+from sparselearning.funcs.decay import Decay, pruning_steps
+from sparselearning.method_table import DENSE, PRUNING, Method
+from sparselearning.methods import assemble, make_decay
 from sparselearning.models import registry as model_registry
 from sparselearning.train.settings import Schedule, option
 
@@ -151,71 +154,61 @@ def pruning_end(schedule: Schedule) -> int:
     return last
 
 
-def _decay(masking_cfg: DictConfig, schedule: Schedule) -> Decay | None:
-    kind = option(masking_cfg, "decay_schedule", "cosine")
-    if masking_cfg.name == "Pruning":
-        assert schedule.update_frequency is not None
-        return MagnitudePruneDecay(
-            initial_sparsity=0.0,
-            final_sparsity=1.0 - float(masking_cfg.density),
-            T_max=pruning_end(schedule),
-            T_start=schedule.start_when,
-            interval=schedule.update_frequency,
-        )
-    if schedule.update_frequency is None:
+def _decay(method: Method, masking_cfg: DictConfig, schedule: Schedule) -> Decay | None:
+    """The run's drop-fraction or sparsity schedule: `masking.decay_schedule` from the decay registry."""
+    if not method.masks_change:
         return None
-    assert schedule.end_when is not None  # set whenever masks are updated
-    rate = float(masking_cfg.prune_rate)
-    if kind == "linear":
-        return LinearDecay(rate, T_max=schedule.end_when)
-    return CosineDecay(rate, T_max=schedule.end_when)
+    assert schedule.update_frequency is not None and schedule.end_when is not None  # set whenever masks change
+    pruning = method.kind == PRUNING
+    drop_fraction = None if pruning else float(option(masking_cfg, "prune_rate", method.drop_fraction))
+    return make_decay(
+        method,
+        option(masking_cfg, "decay_schedule", method.decay_schedule),
+        drop_fraction=drop_fraction,
+        density=float(masking_cfg.density) if pruning else 1.0,
+        start_when=schedule.start_when,
+        last_step=pruning_end(schedule) if pruning else schedule.end_when,
+        interval=schedule.update_frequency,
+        key="masking.decay_schedule",
+    )
 
 
 def build_masking(cfg: DictConfig, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule) -> Masking:
-    """The Masking of `masking.name` with the run's schedule (Dense and Small_Dense: a pass-through)."""
+    """The Masking of `masking.name`: its entry in the method table, with the run's settings and schedule
+    (`methods.build` makes the same from Python arguments)."""
     settings = cfg.masking
-    name = settings.name
+    method = method_table.get(settings.name, "masking")
     common: dict[str, Any] = {
         "seed": int(cfg.seed),
         "low_memory": bool(option(settings, "low_memory", False)),
         "total_steps": schedule.total_steps,
-        "allow_empty_layers": False,  # a density that leaves a layer without weights is refused, naming the floor
     }
-    if name in ("Dense", "Small_Dense"):
-        masking = Masking(optimizer, None, density=1.0, **common)
-        masking.add_module(model)
-        return masking
+    if method.kind == DENSE:  # Small_Dense's narrowing is the model's (build_model)
+        return assemble(method, model, optimizer, None, density=1.0, **common)
     lottery_path = None
-    sparse_init = option(settings, "sparse_init", "random")
-    if name in ("Lottery", "RigL_reinit"):
+    sparse_init = option(settings, "sparse_init", method.cli_defaults.sparse_init)
+    if method.from_saved_masks:
         lottery_path = resolve_mask_path(settings.lottery_mask_path)
-        sparse_init = "lottery-ticket-dist" if option(settings, "shuffle", False) else "lottery-ticket"
-    modes: dict[str, Any]
-    if name == "Pruning":
-        modes = {"prune_mode": option(settings, "prune_mode", "global-magnitude"), "growth_mode": "none"}
-        modes["redistribution_mode"] = "none"
-        density = 1.0
-    else:
-        modes = {
-            "prune_mode": option(settings, "prune_mode", "magnitude"),
-            "growth_mode": option(settings, "growth_mode", "none"),
-            "redistribution_mode": option(settings, "redistribution_mode", "none"),
-        }
-        density = 1.0 if lottery_path is not None else float(settings.density)
+        sparse_init = method_table.saved_masks_init(bool(option(settings, "shuffle", False)))
+    # Pruning starts dense; saved masks set the density themselves.
+    density = 1.0 if lottery_path is not None or method.kind == PRUNING else float(settings.density)
     # Pruning's end is inclusive (its last pruning step); Masking's `end_when` is the first step without updates.
-    end_when = pruning_end(schedule) + 1 if name == "Pruning" else schedule.end_when
-    masking = Masking(
+    end_when = pruning_end(schedule) + 1 if method.kind == PRUNING else schedule.end_when
+    return assemble(
+        method,
+        model,
         optimizer,
-        _decay(settings, schedule),
+        _decay(method, settings, schedule),
+        lottery_path,
         density=density,
         sparse_init=sparse_init,
-        dense_gradients=bool(option(settings, "dense_gradients", False)),
+        prune_mode=option(settings, "prune_mode", method.prune_mode),
+        growth_mode=option(settings, "growth_mode", method.growth_mode),
+        redistribution_mode=option(settings, "redistribution_mode", method.redistribution_mode),
+        dense_gradients=bool(option(settings, "dense_gradients", method.dense_gradients)),
         keep_grown_momentum=bool(option(settings, "keep_grown_momentum", False)),
         update_frequency=schedule.update_frequency,
         start_when=schedule.start_when,
         end_when=end_when,
-        **modes,
         **common,
     )
-    masking.add_module(model, lottery_mask_path=lottery_path)
-    return masking

@@ -29,6 +29,7 @@ from sparselearning.data.split import resplit
 from sparselearning.errors import SparseLearningError
 from sparselearning.funcs.decay import MagnitudePruneDecay
 from sparselearning.io import atomic_save
+from sparselearning.method_table import get as method_entry
 from sparselearning.runs import directory, files
 from sparselearning.runs.identity import directory_hash, group_hash, run_settings
 from sparselearning.runs.masks import pack_masks
@@ -46,18 +47,6 @@ from sparselearning.train.evaluate import evaluate
 from sparselearning.train.logs import MetricsLog
 from sparselearning.train.settings import Schedule, check_config, option, schedule_for
 from sparselearning.train.stopping import SignalCatcher, StopRequested
-
-FLOPS_KIND = {
-    "Dense": "dense",
-    "Small_Dense": "dense",
-    "Static": "static",
-    "Lottery": "static",
-    "SET": "set",
-    "SNFS": "snfs",
-    "RigL": "rigl",
-    "RigL_reinit": "rigl",
-    "Pruning": "pruning",
-}
 
 
 @dataclass
@@ -359,7 +348,7 @@ class Run:
         return count_inference_flops(reference, self._example_input()).dense, weights
 
     def train_flops_fraction(self) -> float:
-        kind = FLOPS_KIND[self.cfg.masking.name]
+        kind = method_entry(self.cfg.masking.name).flops_kind  # how the method table counts its FLOPs
         mean_fraction = self.masking.avg_inference_FLOPs / self.masking.dense_FLOPs
         if kind == "pruning":
             decay = self.masking.prune_rate_decay

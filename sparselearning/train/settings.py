@@ -11,6 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from sparselearning import method_table
 from sparselearning.errors import (
     SparseLearningError,
     check_choice,
@@ -23,10 +24,7 @@ from sparselearning.funcs.init_scheme import registry as init_registry
 from sparselearning.funcs.prune import registry as prune_registry
 from sparselearning.funcs.redistribute import registry as redistribute_registry
 
-METHODS = ("Dense", "Small_Dense", "Static", "SET", "SNFS", "RigL", "RigL_reinit", "Pruning", "Lottery")
-DYNAMIC = ("SET", "SNFS", "RigL", "RigL_reinit")
-FROM_SAVED_MASKS = ("Lottery", "RigL_reinit")
-DECAYS = ("cosine", "linear", "magnitude-prune")
+# The methods, what each one needs and its defaults: `sparselearning.method_table` (`masking=<name>`).
 MIXED_PRECISION = ("false", "off", "true", "bf16", "fp16")
 
 
@@ -115,10 +113,11 @@ def _check_optimizer(optimizer: DictConfig) -> None:
 
 
 def _check_masking(masking: DictConfig) -> None:
-    name = check_choice("masking", masking.name, METHODS)
-    if name not in ("Dense",) and name not in FROM_SAVED_MASKS:
+    method = method_table.get(masking.name, "masking")
+    name = method.name
+    if method.uses_density:
         check_density(masking.density, "masking.density")
-    if name in FROM_SAVED_MASKS and OmegaConf.is_missing(masking, "lottery_mask_path"):
+    if method.from_saved_masks and OmegaConf.is_missing(masking, "lottery_mask_path"):
         raise SparseLearningError(
             f"masking={name} needs masking.lottery_mask_path: a finished run's directory or checkpoints/last.pt"
         )
@@ -130,13 +129,17 @@ def _check_masking(masking: DictConfig) -> None:
     ):
         if option(masking, key) is not None:
             check_choice(f"masking.{key}", masking[key], registry)
-    if option(masking, "decay_schedule") is not None:
-        check_choice("masking.decay_schedule", masking.decay_schedule, DECAYS)
+    method_table.check_combination(
+        method,
+        decay_schedule=option(masking, "decay_schedule"),
+        growth_mode=option(masking, "growth_mode"),
+        prefix="masking.",
+    )
     if option(masking, "prune_rate") is not None:
         check_fraction(masking.prune_rate, "masking.prune_rate (drop fraction)")
     if option(masking, "apply_when") is not None:
         check_choice("masking.apply_when", masking.apply_when, ("step_end", "epoch_end"))
-    if name in DYNAMIC or name == "Pruning":
+    if method.masks_change:
         check_positive_int(masking.interval, "masking.interval (update interval)")
     for key in ("start_when", "end_when"):
         if option(masking, key) is not None:
@@ -183,16 +186,18 @@ def schedule_for(cfg: DictConfig, steps_per_epoch: int) -> Schedule:
     epochs = int(cfg.optimizer.epochs) * int(cfg.optimizer.training_multiplier)
     total = epochs * steps_per_epoch
     masking = cfg.masking
-    if masking.name not in DYNAMIC and masking.name != "Pruning":
+    method = method_table.get(masking.name, "masking")
+    if not method.masks_change:
         return Schedule(epochs, steps_per_epoch, total, None, 0, None)
+    defaults = method.cli_defaults
     interval = int(masking.interval)
-    per_epoch = option(masking, "apply_when", "step_end") == "epoch_end"
+    per_epoch = option(masking, "apply_when", "epoch_end" if defaults.per_epoch else "step_end") == "epoch_end"
     frequency = interval * steps_per_epoch if per_epoch else interval
     end_when = option(masking, "end_when")
-    end_when = int(0.75 * total) if end_when is None else int(end_when)
+    end_when = int(method.end_fraction * total) if end_when is None else int(end_when)
     if not 0 < end_when <= total:
         raise SparseLearningError(f"masking.end_when must be in 1..{total} (the run's steps), got {masking.end_when}")
-    default_start = math.ceil(0.1 * total) if masking.name == "Pruning" else 0
+    default_start = math.ceil(defaults.start_fraction * total)
     start_when = int(option(masking, "start_when", default_start))
     if not 0 <= start_when < end_when:
         raise SparseLearningError(f"masking.start_when must be in 0..{end_when - 1}, got {start_when}")
