@@ -19,7 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
+from sparselearning.data.registry import DatasetInfo
 from sparselearning.errors import SparseLearningError
+from sparselearning.models.arguments import registry_model_arguments
 from sparselearning.runs.files import load_yaml_data, read_text
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -124,8 +128,6 @@ def _whole(value: Any) -> bool:
 
 def dataset_info(config: RunConfig) -> Any:
     """The `DatasetInfo` a model needs (classes, input shape) from a run configuration, loading no data."""
-    from sparselearning.data.registry import DatasetInfo
-
     name = _field(config, "dataset", "name")
     if name == "Synthetic":
         num_classes, shape = _field(config, "dataset", "num_classes"), _field(config, "dataset", "shape")
@@ -172,10 +174,6 @@ def model_spec(config: RunConfig, info: Any) -> dict[str, Any]:
     masking = {"name": _field(config, "masking", "name")}
     if masking["name"] == "Small_Dense":
         masking["density"] = _field(config, "masking", "density")
-    from omegaconf import OmegaConf
-
-    from sparselearning.train.build import registry_model_arguments
-
     try:
         # Interpolation-free by the checks above, so resolving inside registry_model_arguments has nothing to do.
         name, kwargs = registry_model_arguments(OmegaConf.create({"model": config.model, "masking": masking}), info)

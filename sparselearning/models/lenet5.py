@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from sparselearning.errors import SparseLearningError
-from sparselearning.methods import small_dense_width
+from sparselearning.models.widths import small_dense_width
 
 
 class LeNet5(nn.Module):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sparselearning.methods import small_dense_width
+from sparselearning.models.widths import small_dense_width
 
 
 class MLP(nn.Module):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from sparselearning.errors import SparseLearningError
-from sparselearning.methods import small_dense_width
+from sparselearning.models.widths import small_dense_width
 
 EXPANSION = 4
 """A bottleneck block outputs `EXPANSION` times the channels of its inner 3x3 convolution."""

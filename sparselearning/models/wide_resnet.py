@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from sparselearning.errors import SparseLearningError, check_fraction, check_positive_int
-from sparselearning.methods import small_dense_width
+from sparselearning.models.widths import small_dense_width
 
 
 def blocks_per_group(depth: int) -> int:

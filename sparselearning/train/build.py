@@ -20,6 +20,7 @@ from sparselearning.funcs.decay import Decay, pruning_steps
 from sparselearning.method_table import DENSE, PRUNING, Method
 from sparselearning.methods import assemble, make_decay
 from sparselearning.models import registry as model_registry
+from sparselearning.models.arguments import registry_model_arguments
 from sparselearning.train.settings import Schedule, option
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
@@ -48,26 +49,6 @@ def build_model(cfg: DictConfig, info: DatasetInfo) -> nn.Module:
         return model
     name, kwargs = registry_model_arguments(cfg, info)
     return model_registry[name](**kwargs)
-
-
-def registry_model_arguments(cfg: DictConfig, info: DatasetInfo) -> tuple[str, dict]:
-    """The registry name and keyword arguments of a run's (non-`_target_`) model: what rebuilds it exactly.
-
-    Shared by `build_model` and `sparselearning export`, which saves them beside the sparse weights.
-    """
-    spec = OmegaConf.to_container(cfg.model, resolve=True)
-    assert isinstance(spec, dict)
-    density = float(cfg.masking.density) if cfg.masking.name == "Small_Dense" else 1.0
-    name = check_choice("model", spec.pop("name", None), model_registry)
-    channels, height, width = info.input_shape
-    common = {"num_classes": info.num_classes, "density": density}
-    if name == "lenet300-100":
-        return name, {**common, "input_size": channels * height * width}
-    if name == "lenet5":
-        if height != width:
-            raise SparseLearningError(f"lenet5 needs square images, got {height}x{width}")
-        return name, {**common, "in_channels": channels, "image_size": height}
-    return name, {**common, "in_channels": channels, **spec}
 
 
 def _parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool) -> list[dict]:
