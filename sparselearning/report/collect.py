@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparselearning import method_table
 from sparselearning.errors import SparseLearningError
 from sparselearning.report.validate import check_settings, check_summary
 from sparselearning.runs.files import read_text, read_yaml_data
@@ -42,7 +43,6 @@ MAX_EPOCH = 2**31 - 1
 # Sub-folders a run writes itself; nothing below them can be another run.
 _RUN_OUTPUTS = frozenset({"checkpoints", "plots", "tensorboard"})
 ERK = "erdos-renyi-kernel"
-_REDISTRIBUTING_METHODS = ("RigL", "RigL_reinit")
 # The per-epoch series the figures draw, by split; each is a fraction in [0, 1].
 CURVE_KEYS = {"val": ("accuracy",), "masks": ("turnover", "itop_rate")}
 # A metrics line can only hold one of those splits if it contains one of these strings.
@@ -54,14 +54,17 @@ Curve = tuple[array, array]  # (epochs, values), one value per epoch (the last o
 def method_variant(method: str, sparse_init: str | None, redistribution_mode: str | None) -> str:
     """The name a run is reported under: the method, plus what changes its results but not its name.
 
-    "RigL" with ERK initial densities becomes "RigL (ERK)"; RigL with redistribution (momentum, say) gets
-    " (momentum redist.)" appended. Runs that differ in any other setting are told apart by their row label
+    "RigL" with ERK initial densities becomes "RigL (ERK)"; a dynamic method whose table entry redistributes
+    nothing (RigL, SET, ...) but that ran with redistribution (momentum, say) gets " (momentum redist.)"
+    appended. Runs that differ in any other setting are told apart by their row label
     (`sparselearning.report.grouping`).
     """
     name = str(method)
     if sparse_init == ERK:
         name += " (ERK)"
-    if method in _REDISTRIBUTING_METHODS and redistribution_mode not in (None, "", "none"):
+    entry = method_table.table.get(method)  # a method not registered in this process: no suffix
+    usual = entry.redistribution_mode if entry is not None and entry.kind == method_table.DYNAMIC else None
+    if usual == "none" and redistribution_mode not in (None, "", "none"):
         name += f" ({redistribution_mode} redist.)"
     return name
 

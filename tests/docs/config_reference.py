@@ -26,7 +26,18 @@ GROUP_ORDER = {
     "dataset": ("MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "Synthetic"),
     "model": ("lenet300-100", "lenet5", "wrn-22-2", "resnet50"),
     "optimizer": ("SGD", "Adam"),
-    "masking": ("RigL", "SET", "SNFS", "Static", "Dense", "Small_Dense", "Pruning", "Lottery", "RigL_reinit"),
+    "masking": (
+        "RigL",
+        "SET",
+        "SNFS",
+        "Static",
+        "Dense",
+        "Small_Dense",
+        "Pruning",
+        "Lottery",
+        "RigL_reinit",
+        "Struct_RigL",
+    ),
 }
 
 MEANINGS: dict[str, dict[str, str]] = {
