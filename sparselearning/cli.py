@@ -6,13 +6,12 @@ Bad input ends with one line on stderr and exit status 2; `SPARSELEARNING_TRACEB
 from __future__ import annotations
 
 import importlib
-import os
 import re
 import sys
 from importlib import resources
 from pathlib import Path
 
-from sparselearning.errors import SparseLearningError
+from sparselearning.errors import SparseLearningError, print_failure
 from sparselearning.io import blocking_ancestor
 
 # Each command other than `train` is a module with `main(argv: list[str]) -> int` (its exit status).
@@ -120,11 +119,8 @@ def main(argv: list[str] | None = None) -> None:
         check_output_directories(rest)
         check_composes(rest)
     except SparseLearningError as error:
-        if os.environ.get("SPARSELEARNING_TRACEBACK"):
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    from sparselearning.train.app import hydra_main
+        sys.exit(print_failure(error))
+    from sparselearning.train.app import hydra_main  # here, so `report` and `export` never load Hydra
 
     sys.argv = [f"sparselearning {command}", *rest]
     hydra_main()

@@ -25,7 +25,6 @@ import argparse
 import copy
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,7 +32,7 @@ import torch
 from torch import nn
 
 from sparselearning.core import unwrap_model
-from sparselearning.errors import SparseLearningError
+from sparselearning.errors import SparseLearningError, first_line, print_failure
 from sparselearning.export.convert import to_sparse_with_report
 from sparselearning.export.loader import load_sparse, stored_size
 from sparselearning.export.output import check_output, staged_file
@@ -76,11 +75,6 @@ def resolve_checkpoint(source: str | os.PathLike[str]) -> tuple[Path, Path | Non
         raise SparseLearningError(f"no run directory or checkpoint at {path}")
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
     return path, run_dir
-
-
-def _first_line(error: BaseException) -> str:
-    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return text if len(text) <= 300 else f"{text[:297]}..."
 
 
 def _checked_checkpoint(checkpoint: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[Any, Any]]:
@@ -144,7 +138,7 @@ def _loaded_model(
     try:
         dense.load_state_dict(weights)
     except (RuntimeError, KeyError, ValueError, TypeError) as error:
-        raise SparseLearningError(f"the weights in {checkpoint} do not fit the model: {_first_line(error)}") from None
+        raise SparseLearningError(f"the weights in {checkpoint} do not fit the model: {first_line(error)}") from None
     return dense.eval()
 
 
@@ -155,7 +149,7 @@ def _dense_outputs(model: nn.Module, inputs: torch.Tensor, checkpoint: Path) -> 
             outputs = model(inputs).float()
     except Exception as error:  # a model passed in that does not take the configured input shape
         raise SparseLearningError(
-            f"the model of {checkpoint} cannot run on a batch of shape {list(inputs.shape)}: {_first_line(error)}"
+            f"the model of {checkpoint} cannot run on a batch of shape {list(inputs.shape)}: {first_line(error)}"
         ) from None
     if not bool(torch.isfinite(outputs).all()):
         raise SparseLearningError(f"the model of {checkpoint} gives non-finite outputs on a random batch")
@@ -236,10 +230,7 @@ def main(argv: list[str]) -> int:
             args.source, args.out, batch_size=args.batch_size, index_dtype=args.index_dtype, seed=args.seed
         )
     except SparseLearningError as error:
-        if os.environ.get("SPARSELEARNING_TRACEBACK"):
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return print_failure(error)
     except SystemExit as done:  # --help
         return int(done.code or 0)
     note = "" if result["has_spec"] else "; no model spec: load_sparse(path, model) needs a freshly built model"

@@ -9,12 +9,15 @@ cannot be reported (unfinished, unreadable, a value out of range) does not stop 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import NoReturn
 
-from sparselearning.errors import SparseLearningError
+from sparselearning.errors import SparseLearningError, print_failure
+from sparselearning.report.collect import collect_runs
+from sparselearning.report.escape import clean
+from sparselearning.report.grouping import assign_rows
+from sparselearning.report.render import write_report
 
 DESCRIPTION = (
     "Compare finished runs: find every summary.json under the given run directories or sweep folders, then "
@@ -61,11 +64,6 @@ def default_out(paths: list[str]) -> Path:
 
 def main(argv: list[str]) -> int:
     """Run the command; returns the exit status (0, or 2 after one `error: ...` line on stderr)."""
-    from sparselearning.report.collect import collect_runs
-    from sparselearning.report.escape import clean
-    from sparselearning.report.grouping import assign_rows
-    from sparselearning.report.render import write_report
-
     try:
         try:
             arguments = build_parser().parse_args(argv)
@@ -76,11 +74,7 @@ def main(argv: list[str]) -> int:
         out = Path(arguments.out) if arguments.out else default_out(arguments.paths)
         files = write_report(collection, out)
     except SparseLearningError as error:
-        if os.environ.get("SPARSELEARNING_TRACEBACK"):
-            raise
-        message = " ".join(str(error).split())  # one line, whatever the message held
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        return print_failure(error)
     for item in collection.skipped:
         print(f"skipped {clean(item.run_dir)}: {clean(item.reason)}", file=sys.stderr)
     skipped = f", {len(collection.skipped)} skipped" if collection.skipped else ""

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import yaml
 
-from sparselearning.errors import SparseLearningError
+from sparselearning.errors import SparseLearningError, first_line
 
 MAX_TEXT_BYTES = 16 * 1024 * 1024
 # libyaml's safe loader where PyYAML was built with it (about 8x faster), else the pure-Python one.
@@ -34,8 +34,8 @@ def _umask() -> int:
 
 
 def _reason(error: BaseException) -> str:
-    text = getattr(error, "strerror", None) or str(error)
-    return (str(text).strip().splitlines() or [type(error).__name__])[0][:300]
+    """An OS error's own words ("No space left on device") without the errno and path, else its message."""
+    return first_line(error, text=getattr(error, "strerror", None) or None)
 
 
 def check_no_links(path: Path, root: Path) -> None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from sparselearning.errors import SparseLearningError, SparseLearningWarning
+from sparselearning.errors import SparseLearningError, SparseLearningWarning, first_line, one_line, print_failure
 from sparselearning.runs import naming
 from sparselearning.train import distributed
 from sparselearning.train.stopping import StopRequested
@@ -31,7 +30,7 @@ def _all_weights(summary: dict[str, Any]) -> str:
 def _warn_in_one_line(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
     """Show a library warning as one `warning:` line on stderr (rank 0 only), not Python's two-line format."""
     if distributed.rank_and_world()[0] == 0:
-        print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+        print(f"warning: {one_line(str(message))}", file=sys.stderr)
 
 
 def format_results(summary: dict[str, Any], run_dir: Path, plots: bool = True) -> str:
@@ -80,8 +79,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
         if not joined:
             raise
         # Under torchrun a lost rank surfaces as a collective that timed out or a closed connection.
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        first = first.split("] ", 1)[-1][:200]  # gloo prefixes its source location
+        first = first_line(error, limit=None).split("] ", 1)[-1][:200]  # gloo prefixes its source location
         _fail(f"a collective operation failed (another process stopped or died?): {first}", 3)
     finally:
         if joined:
@@ -91,9 +89,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
     return float(summary["test_accuracy"])
 
 
-def _fail(message: str, status: int, prefix: str = "error") -> None:
-    """One line on stderr and the exit status; the traceback only with SPARSELEARNING_TRACEBACK=1."""
-    if os.environ.get("SPARSELEARNING_TRACEBACK"):
-        raise
-    print(f"{prefix}: {' '.join(message.split())}", file=sys.stderr)
-    sys.exit(status)
+def _fail(message: str, status: int, prefix: str = "error") -> NoReturn:
+    """Exit with `status` after one `<prefix>: ...` line on stderr (`stopped: ...` for a signal); the
+    traceback instead with SPARSELEARNING_TRACEBACK=1. Called while handling the exception."""
+    sys.exit(print_failure(message, status, prefix))
