@@ -52,7 +52,7 @@ _LEGEND_ROW_INCHES = 0.25
 _LEGEND_CHAR_INCHES = 0.085
 _LEGEND_HANDLE_INCHES = 0.7
 # Text from run files is shown as typed: no mathtext, no LaTeX.
-_PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+_PLAIN_TEXT: dict[Any, Any] = {"text.parse_math": False, "text.usetex": False}  # rc keys are Literal-typed
 
 # (file stem, caption) of each figure of a group, in report order.
 FIGURES = (
@@ -119,7 +119,7 @@ def _legend(figure: Figure, colours: dict[str, str], variants: Iterable[str]) ->
     if not handles:
         return
     width, _ = figure.get_size_inches()
-    longest = max(len(handle.get_label()) for handle in handles)
+    longest = max(len(str(handle.get_label())) for handle in handles)
     fitting = max(1, int(width / (_LEGEND_HANDLE_INCHES + _LEGEND_CHAR_INCHES * longest)))
     columns = min(len(handles), 3 if len(handles) <= 12 else 4, fitting)
     extra_rows = max(0, math.ceil(len(handles) / columns) - 2)
@@ -186,8 +186,8 @@ def _curve(runs: Sequence[RunRecord], split: str, key: str, scale: float = 1.0):
     (each run's curve holds one value per epoch, see `collect.read_curves`)."""
     per_epoch: dict[int, list[float]] = defaultdict(list)
     for run in runs:
-        epochs, values = run.curves.get((split, key), ((), ()))
-        for epoch, value in zip(epochs, values):
+        run_epochs, values = run.curves.get((split, key), ((), ()))
+        for epoch, value in zip(run_epochs, values):
             per_epoch[epoch].append(value * scale)
     epochs = sorted(per_epoch)
     means = [statistics.fmean(per_epoch[e]) for e in epochs]
@@ -330,8 +330,8 @@ def plot_layer_densities(runs: Sequence[RunRecord], colours: dict[str, str], tit
         variants = _variants_at(cells, density)
         means = {v: _mean_layer_densities(cells[(v, density)]) for v in variants}
         means = {v: layers for v, layers in means.items() if layers}
-        for layers in means.values():
-            seen_layers.update(dict.fromkeys(layers))
+        for layer_means in means.values():
+            seen_layers.update(dict.fromkeys(layer_means))
         panels.append((density, means))
     figure_layers = list(seen_layers)
     most = max((len(means) for _, means in panels), default=1)
