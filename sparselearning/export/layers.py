@@ -150,10 +150,6 @@ class _CompressedWeight(nn.Module):
         to `(out_channels, in_channels * kh * kw)`)."""
         return self.csr_weight()
 
-    def dense_matrix(self) -> torch.Tensor:
-        """The weight as a dense 2-D matrix (zeros at inactive positions)."""
-        return self.csr_weight().to_dense()
-
     def __getstate__(self) -> dict[str, Any]:
         # A CSR tensor cannot be deep-copied or pickled; the buffers can, and the view is rebuilt from them.
         state = self.__dict__.copy()
