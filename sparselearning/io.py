@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import torch
 
-from sparselearning.errors import SparseLearningError
+from sparselearning.errors import SparseLearningError, first_line
 from sparselearning.runs.files import write_atomic
 
 
@@ -40,8 +40,7 @@ def safe_load(path: Path, what: str = "checkpoint") -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise SparseLearningError(f"cannot read {what} {path}: {reason[:300]}") from None
+        raise SparseLearningError(f"cannot read {what} {path}: {first_line(error)}") from None
 
 
 def blocking_ancestor(path: Path) -> Path | None:

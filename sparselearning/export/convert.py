@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from sparselearning.core import MASKABLE_TYPES, Masking, unwrap_model
-from sparselearning.errors import SparseLearningError
+from sparselearning.errors import SparseLearningError, first_line
 from sparselearning.export.layers import BiasOnly, SparseConv2d, SparseLinear, sparse_conv_supported
 from sparselearning.export.semi_structured import require_semi_structured, to_semi_structured_
 
@@ -167,8 +167,7 @@ def _capture_inputs(model: nn.Module, paths: list[str], example_input: torch.Ten
             arguments = example_input if isinstance(example_input, tuple) else (example_input,)
             model(*arguments)
     except Exception as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise SparseLearningError(f"the model cannot run on example_input: {reason[:300]}") from None
+        raise SparseLearningError(f"the model cannot run on example_input: {first_line(error)}") from None
     finally:
         for handle in handles:
             handle.remove()

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparselearning.errors import SparseLearningError
+from sparselearning.errors import SparseLearningError, first_line
 
 
 def resolve_index_dtype(index_dtype: str | torch.dtype, largest: int) -> torch.dtype:
@@ -66,8 +66,8 @@ def validate_csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, sh
             warnings.simplefilter("ignore")
             torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=True)
     except (RuntimeError, ValueError, TypeError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise SparseLearningError(f"invalid CSR data for a {shape[0]}x{shape[1]} weight: {reason[:200]}") from None
+        reason = first_line(error, limit=200)
+        raise SparseLearningError(f"invalid CSR data for a {shape[0]}x{shape[1]} weight: {reason}") from None
 
 
 def _int_pair(values: Sequence[int], name: str) -> tuple[int, int]:

@@ -22,7 +22,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from sparselearning.data.registry import DatasetInfo
-from sparselearning.errors import SparseLearningError
+from sparselearning.errors import SparseLearningError, first_line
 from sparselearning.models.arguments import registry_model_arguments
 from sparselearning.runs.files import load_yaml_data, read_text
 
@@ -180,6 +180,6 @@ def model_spec(config: RunConfig, info: Any) -> dict[str, Any]:
     except SparseLearningError as error:
         raise SparseLearningError(f"{error} (in {config.origin})") from None
     except Exception as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        reason = first_line(error, limit=None)
         raise SparseLearningError(f"cannot rebuild the model of {config.origin}: {_short(reason, 200)}") from None
     return {"name": name, "kwargs": kwargs}

@@ -32,7 +32,7 @@ from torch import nn
 
 from sparselearning import models
 from sparselearning.core import MASKABLE_TYPES, unwrap_model
-from sparselearning.errors import SparseLearningError
+from sparselearning.errors import SparseLearningError, first_line
 from sparselearning.export.layers import BiasOnly, SparseConv2d, SparseLinear, compress
 from sparselearning.export.output import check_writable
 from sparselearning.io import atomic_save
@@ -138,7 +138,7 @@ def build_model(
     except SparseLearningError:
         raise
     except Exception as error:  # the constructor's own complaint about arguments read from a file
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        reason = first_line(error, limit=None)
         raise SparseLearningError(f"cannot build model {name!r} with {_short(kwargs)}: {_short(reason, 200)}") from None
     if not isinstance(model, nn.Module):
         raise SparseLearningError(f"model {name!r} did not build an nn.Module")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from sparselearning.errors import SparseLearningError
+from sparselearning.errors import SparseLearningError, first_line
 from sparselearning.funcs._layers import expand_kernel_mask, kernel_view
 from sparselearning.misuse import warn_user
 from sparselearning.ops.select import apportion, sample_indices
@@ -216,8 +216,7 @@ def _read_mask_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any unreadable or hostile file ends up here
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise SparseLearningError(f"cannot read lottery mask file {path}: {reason}") from None
+        raise SparseLearningError(f"cannot read lottery mask file {path}: {first_line(error)}") from None
     if isinstance(state, dict) and isinstance(state.get("masking"), dict):
         state = state["masking"]
     if isinstance(state, dict) and PACKED_KEY in state:  # a finished run's final_masks.pt, one bit per weight

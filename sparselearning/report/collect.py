@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sparselearning import method_table
-from sparselearning.errors import SparseLearningError
+from sparselearning.errors import SparseLearningError, first_line, one_line
 from sparselearning.report.validate import check_settings, check_summary
 from sparselearning.runs.files import read_text, read_yaml_data
 from sparselearning.runs.identity import run_settings
@@ -108,7 +108,7 @@ class RunRecord:
         (Lottery takes its density from saved masks), rounded so that float noise does not split columns."""
         target = self.summary.get("target_density")
         value = target if _is_number(target) else self.summary.get("density")
-        if not _is_number(value):
+        if not isinstance(value, (int, float)) or not _is_number(value):
             return math.nan
         return float(f"{float(value):.6g}")
 
@@ -132,10 +132,6 @@ class Collection:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 def _exists(path: Path) -> bool:
@@ -286,7 +282,7 @@ def load_run(run_dir: Path) -> RunRecord:
     try:
         raw = json.loads(text)
     except (ValueError, RecursionError) as error:
-        raise SparseLearningError(f"cannot read {path}: {_first_line(error) or 'nested too deeply'}") from None
+        raise SparseLearningError(f"cannot read {path}: {first_line(error)}") from None
     try:
         scalars, layers, settings = check_summary(raw)
     except SparseLearningError as error:
@@ -338,7 +334,7 @@ def collect_runs(paths: Iterable[str | Path]) -> Collection:
             try:
                 runs.append(load_run(run_dir))
             except (SparseLearningError, OSError, RecursionError, MemoryError) as error:
-                skipped.append(SkippedRun(run_dir, " ".join(_first_line(error).split()) or type(error).__name__))
+                skipped.append(SkippedRun(run_dir, one_line(first_line(error))))
         for run_dir in unfinished:
             if run_dir not in seen:
                 seen.add(run_dir)

@@ -26,7 +26,7 @@ from sparselearning.counting.training import training_flops_fraction
 from sparselearning.data.loader import InMemoryLoader
 from sparselearning.data.registry import DatasetInfo, load_dataset
 from sparselearning.data.split import resplit
-from sparselearning.errors import SparseLearningError
+from sparselearning.errors import SparseLearningError, first_line
 from sparselearning.funcs.decay import MagnitudePruneDecay
 from sparselearning.io import atomic_save
 from sparselearning.method_table import get as method_entry
@@ -269,8 +269,9 @@ class Run:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as error:
-            first = str(error).strip().splitlines()[0]
-            raise SparseLearningError(f"checkpoint {path} does not fit this model: {first}") from None
+            raise SparseLearningError(
+                f"checkpoint {path} does not fit this model: {first_line(error, limit=None)}"
+            ) from None
         self.scheduler.load_state_dict(state["scheduler"])
         self.masking.load_state_dict(state["masking"])
         restore_random_state(state["rng"])
@@ -580,7 +581,7 @@ class Run:
             text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
             files.write_text(self.run_dir / directory.SUMMARY, text, self.run_dir)
             if bool(option(self.cfg, "plots", True)):
-                from sparselearning.viz.run_plots import plot_run
+                from sparselearning.viz.run_plots import plot_run  # here: matplotlib loads only when plotting
 
                 plot_run(self.run_dir, summary)
         return summary
