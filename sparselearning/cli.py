@@ -11,6 +11,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from sparselearning import method_table
 from sparselearning.errors import SparseLearningError, print_failure
 from sparselearning.io import blocking_ancestor
 
@@ -25,11 +26,14 @@ _GROUP_OVERRIDE = re.compile(r"^(?:\+{1,2})?(" + "|".join(GROUPS) + r")=(.*)$")
 
 
 def group_options(group: str) -> list[str]:
-    """The option names of a config group: the YAML files shipped in `sparselearning/conf/<group>/`."""
+    """The option names of a config group: the YAML files shipped in `sparselearning/conf/<group>/`, and for
+    `masking` every method of the method table (a registered method without a YAML file included)."""
     folder = resources.files("sparselearning") / "conf" / group
-    if not folder.is_dir():
-        return []
-    return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+    files = folder.iterdir() if folder.is_dir() else []
+    names = {entry.name[: -len(".yaml")] for entry in files if entry.name.endswith(".yaml")}
+    if group == "masking":
+        names.update(method_table.table)
+    return sorted(names)
 
 
 def check_group_overrides(arguments: list[str]) -> None:

@@ -1,8 +1,8 @@
 """The one table of named sparse-training methods, read by `sparselearning.methods` and by `sparselearning train`.
 
-A method is data (DESIGN.md §8): which weights an update drops (`prune_mode`), where it grows them back
-(`growth_mode`), how layers share the regrowth (`redistribution_mode`), whether gradients stay dense, whether
-and when masks change (`kind`), the drop fraction and its schedule (`decay_schedule`, a key of
+A method is data, as in jaxpruner's algorithm registry: which weights an update drops (`prune_mode`), where it
+grows them back (`growth_mode`), how layers share the regrowth (`redistribution_mode`), whether gradients stay
+dense, whether and when masks change (`kind`), the drop fraction and its schedule (`decay_schedule`, a key of
 `sparselearning.funcs.decay.registry`), the initial masks, whether they come from a saved run, and how its
 training FLOPs are counted. `methods.build(name, model, optimizer)` and `sparselearning train masking=<name>`
 both build from the entry; the files of `conf/masking/` are entries' command-line form (`cli_config`), and a
@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from sparselearning.counting.training import METHOD_KINDS
 from sparselearning.errors import SparseLearningError, check_choice, check_density, check_fraction
 from sparselearning.funcs import decay as decay_funcs
+from sparselearning.funcs import grow, init_scheme, prune, redistribute
 
 DENSE = "dense"  # no masks: every weight of the model trains
 STATIC = "static"  # masks fixed at the start
@@ -98,7 +100,6 @@ class Method:
                 f"method name {self.name!r} is not usable as masking=<name>; use letters, digits and _"
             )
         check_choice(f"kind of method {self.name}", self.kind, KINDS)
-        from sparselearning.counting.training import METHOD_KINDS
 
         check_choice(f"flops_kind of method {self.name}", self.flops_kind, METHOD_KINDS)
         if self.masks_change != (self.decay_schedule is not None):
@@ -220,7 +221,6 @@ def _ships_yaml(name: str) -> bool:
 
 def _check_rules(method: Method) -> None:
     """The method's rules are registered functions (register new rules before the method)."""
-    from sparselearning.funcs import grow, init_scheme, prune, redistribute
 
     checks = [
         ("prune_mode", method.prune_mode, prune.registry),

@@ -19,7 +19,6 @@ name, methods you registered yourself included.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,9 @@ from sparselearning.core import Masking
 from sparselearning.errors import SparseLearningError, check_choice, check_density, check_fraction, check_positive_int
 from sparselearning.funcs.decay import Decay
 from sparselearning.method_table import DENSE, DYNAMIC, PRUNING, STATIC, Method
+
+# Re-exported: Python users narrow their own models with it (the registry models narrow themselves).
+from sparselearning.models.widths import small_dense_width as small_dense_width
 
 Optimizer = torch.optim.Optimizer
 
@@ -227,11 +229,6 @@ def build(name: str, model: nn.Module, optimizer: Optimizer, **options: Any) -> 
 def dense(model: nn.Module, optimizer: Optimizer, **masking_options: Any) -> Masking:
     """Dense training through the same interface (`step()` is `optimizer.step()`)."""
     return build("Dense", model, optimizer, **masking_options)
-
-
-def small_dense_width(width: int, density: float) -> int:
-    """Small-Dense: every layer width times sqrt(density), at least 1."""
-    return max(1, round(width * math.sqrt(check_density(density))))
 
 
 def small_dense(model: nn.Module, optimizer: Optimizer, **masking_options: Any) -> Masking:
