@@ -3,8 +3,8 @@
     .venv/bin/python -m experiments.results_page
 
 It runs `sparselearning report` on each grid's runs (CSV, tables and plots under `results/<grid>/report/`),
-copies the accuracy-vs-density plot into `docs/img/`, and writes the comparison with DESIGN.md §7's
-published figures, flagging every gap of more than 0.1 percentage point, and with what the original sparse
+copies the accuracy-vs-density plot into `docs/img/`, and writes the comparison with the
+published figures (Dettmers & Zettlemoyer's released MNIST results), flagging every gap of more than 0.1 percentage point, and with what the original sparse
 momentum code reaches when run here.
 
 Where the page picks one variant of a method to stand for it (the headline table, the targets), it picks by
@@ -110,7 +110,7 @@ sinks uniform Static there to 29% (Static_ERK: 91.6).
 At 10% every dynamic method is within 0.05 of the published SNFS 98.67 (SNFS 98.65, SNFS_ERK 98.67, RigL_ERK
 98.65) and of our dense 98.68; only Static (97.81, ERK 98.09) and Small_Dense (98.46) fall behind.
 
-Small_Dense is not a same-budget comparison on this network. It follows DESIGN.md's rule (every hidden width
+Small_Dense is not a same-budget comparison on this network. It follows the usual Small-Dense rule (every hidden width
 times sqrt(density)), which leaves the 784 inputs as they are, so at the 1, 2, 5 and 10% of its row it holds
 9.0, 12.6, 20.4 and 29.2% of LeNet-300-100's weights (its FLOPs columns show it). It still trails every dynamic
 method with ERK layer densities at every density.

@@ -1,4 +1,4 @@
-"""Training FLOPs of each method as a fraction of dense training (DESIGN.md §3).
+"""Training FLOPs of each method as a fraction of dense training.
 
 Per example, a dense step costs 3 f_D (forward, and a backward of twice the forward). With f_S the sparse
 forward: static and SET `3 f_S`; SNFS `2 f_S + f_D` (dense gradients); RigL

@@ -1,8 +1,8 @@
 """Exact, deterministic selection of the k best entries of a score vector, without a full sort.
 
-A mask update must pick exactly k positions (counts are exact, DESIGN.md §4.2) and must pick the same ones on
+A mask update must pick exactly k positions (per-layer counts are exact) and must pick the same ones on
 every process and device (ties go to the lower index). Sorting a layer of millions of entries makes one update
-cost as much as many training steps (§4.6), so large vectors are first cut down by a threshold estimated from a
+cost as much as many training steps, so large vectors are first cut down by a threshold estimated from a
 strided sample, and only the few candidates above it are ranked exactly.
 """
 

@@ -18,8 +18,9 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sparselearning.errors import SparseLearningError
 from sparselearning.report.collect import Collection, RunRecord, SkippedRun
@@ -176,6 +177,10 @@ def write_runs_csv(runs: Sequence[RunRecord], path: Path, root: Path | None = No
     return Path(path)
 
 
+def _write_bytes(data: bytes, stream: IO[bytes]) -> None:
+    stream.write(data)
+
+
 def shown_path(path: Path) -> str:
     """A run's path as the report shows it: relative to the current directory when it lies below it, so a
     report made at the root of a repository holds no path of the machine that made it and reads the same
@@ -316,7 +321,7 @@ def write_report(collection: Collection, out_dir: Path) -> ReportFiles:
     try:
         for group in groups:
             for figure in group.figures:
-                write_atomic(out_dir / figure.name, lambda stream, png=figure.png: stream.write(png), out_dir)
+                write_atomic(out_dir / figure.name, partial(_write_bytes, figure.png), out_dir)
                 files.figures.append(out_dir / figure.name)
         write_text(files.markdown, render_markdown(collection, groups), out_dir)
         write_text(files.html, render_html(collection, groups, colours), out_dir)

@@ -1,4 +1,4 @@
-"""Training FLOPs of each method against hand computations (DESIGN.md §3)."""
+"""Training FLOPs of each method against hand computations."""
 
 from __future__ import annotations
 

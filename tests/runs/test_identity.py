@@ -78,9 +78,7 @@ def test_lenient_differences_ignore_settings_added_later_with_empty_defaults() -
     new = {**old, "masking.exclude": [], "masking.sparse_compute": False}
     assert differences(old, new, lenient=True) == {}
     assert set(differences(old, new)) == {"masking.exclude", "masking.sparse_compute"}
-    assert differences(old, {**new, "masking.exclude": ["fc1"]}, lenient=True) == {
-        "masking.exclude": (None, ["fc1"])
-    }
+    assert differences(old, {**new, "masking.exclude": ["fc1"]}, lenient=True) == {"masking.exclude": (None, ["fc1"])}
 
 
 def test_many_differences_are_cut_to_one_readable_line() -> None:
