@@ -3,9 +3,9 @@
     .venv/bin/python -m experiments.results_page
 
 It runs `sparselearning report` on each grid's runs (CSV, tables and plots under `results/<grid>/report/`),
-copies the accuracy-vs-density plot into `docs/img/`, and writes the comparison with the
-published figures (Dettmers & Zettlemoyer's released MNIST results), flagging every gap of more than 0.1 percentage point, and with what the original sparse
-momentum code reaches when run here.
+copies the accuracy-vs-density plot into `docs/img/`, and writes the comparison with the published figures
+(Dettmers & Zettlemoyer's released MNIST results), flagging every gap of more than 0.1 percentage point, and
+with what the original sparse momentum code reaches when run here.
 
 Where the page picks one variant of a method to stand for it (the headline table, the targets), it picks by
 validation accuracy, never by test accuracy: `choose_by_validation`.
