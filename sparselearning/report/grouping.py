@@ -23,7 +23,7 @@ from typing import Any
 
 from sparselearning.errors import SparseLearningError
 from sparselearning.report.collect import RunRecord
-from sparselearning.runs.identity import settings_hash
+from sparselearning.runs.identity import is_unset, settings_hash
 
 SEED_KEY = "seed"
 DENSITY_KEY = "masking.density"
@@ -50,17 +50,13 @@ def group_id(settings: Mapping[str, Any], pool: Sequence[str] = ()) -> str:
     return settings_hash(settings, leave_out=(SEED_KEY, *pool))
 
 
-def _is_empty(value: Any) -> bool:
-    return value in (None, False, {}, [])  # as identity.differences: 0 and 0.0 equal False
-
-
 def comparable_settings(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
     """Each run's settings without the keys that only some runs have and this run holds empty."""
     if not runs:
         return []
     everywhere = set(runs[0].settings).intersection(*(run.settings for run in runs[1:]))
     return [
-        {key: value for key, value in run.settings.items() if key in everywhere or not _is_empty(value)} for run in runs
+        {key: value for key, value in run.settings.items() if key in everywhere or not is_unset(value)} for run in runs
     ]
 
 

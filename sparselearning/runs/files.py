@@ -27,10 +27,15 @@ MAX_TEXT_BYTES = 16 * 1024 * 1024
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+# Read once, at import: flipping the umask on every write would briefly give files that other threads (the
+# TensorBoard writer) create at that moment world-writable permissions.
+_UMASK = _read_umask()
 
 
 def _reason(error: BaseException) -> str:
@@ -82,7 +87,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object], root: Path | 
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
-            os.fchmod(stream.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; a run's files are ordinary files
+            os.fchmod(stream.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; a run's files are ordinary files
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except (OSError, RuntimeError) as error:  # torch.save reports a failed write as RuntimeError

@@ -94,6 +94,12 @@ def group_hash(settings: Mapping[str, Any]) -> str:
     return settings_hash(settings, leave_out=("seed",))
 
 
+def is_unset(value: Any) -> bool:
+    """An empty setting (None, false, {} or []; 0 and 0.0 count too, as they equal False): what a setting added
+    later has to hold for a run written before it to still count as made with the same settings."""
+    return value in (None, False, {}, [])
+
+
 def differences(stored: Mapping[str, Any], current: Mapping[str, Any], lenient: bool = False) -> dict[str, tuple]:
     """`{key: (stored value, current value)}` for every identity setting that differs.
 
@@ -107,10 +113,8 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any], lenient: 
         old, new = stored.get(key, missing), current.get(key, missing)
         if old == new:
             continue
-        if lenient and (old is missing or new is missing):
-            present = new if old is missing else old
-            if present in (None, False, {}, []):
-                continue
+        if lenient and (old is missing or new is missing) and is_unset(new if old is missing else old):
+            continue
         found[key] = (None if old is missing else old, None if new is missing else new)
     return found
 

@@ -109,10 +109,7 @@ def test_yaml_aliases_are_refused_so_nested_ones_cannot_explode() -> None:
         files.load_yaml_data("\n".join(levels), "the bomb")
 
 
-def test_written_files_get_the_ordinary_mode_not_mkstemps_private_one(tmp_path: Path) -> None:
-    previous = os.umask(0o022)
-    try:
-        files.write_text(tmp_path / "summary.json", "{}")
-    finally:
-        os.umask(previous)
+def test_written_files_get_the_ordinary_mode_not_mkstemps_private_one(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(files, "_UMASK", 0o022)  # the process umask, read once when the module is imported
+    files.write_text(tmp_path / "summary.json", "{}")
     assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o644
