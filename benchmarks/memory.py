@@ -34,12 +34,13 @@ BATCH = 128
 
 def _held_bytes(masking) -> dict[str, int]:
     """Bytes of the tensors a Masking keeps alive between steps, by kind."""
-    # `_float_masks` and `_scratch` are Masking internals; an empty dict if they are ever renamed.
+    # The scratch buffers are a Masking internal: this fails loudly (AttributeError) if they are ever renamed,
+    # instead of reporting zero bytes.
     groups = {
         "masks": masking.mask_dict,
-        "float_masks": getattr(masking, "_float_masks", {}),
+        "float_masks": {r.name: r.float_mask for r in masking.records.values() if r.float_mask is not None},
         "ever_active": masking.ever_active,
-        "scratch": getattr(masking, "_scratch", {}),
+        "scratch": masking._scratch,
     }
     return {name: sum(t.numel() * t.element_size() for t in group.values()) for name, group in groups.items()}
 

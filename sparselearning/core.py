@@ -2,8 +2,11 @@
 
 It does three things and nothing else: set up masks (`add_module`), keep masked weights and their optimizer
 state at exactly zero on every step (`step`), and change which weights are active (`update_connections`),
-delegating every decision to the registries in `sparselearning.funcs`. Counting FLOPs, logging and moving
-devices live elsewhere.
+delegating every decision to the registries in `sparselearning.funcs`. It is assembled from the parts in
+`sparselearning.masking`: one record per masked parameter, the per-step apply, the update schedule, the update
+arithmetic and observers. What else happens after an update (counting FLOPs, checking that ranks agree) is an
+observer attached from outside (`sparselearning.counting.track_flops`, `sparselearning.sync.MaskAgreement`), so
+this module imports neither.
 
 Typical use, replacing `optimizer.step()` in an existing loop::
 
@@ -18,17 +21,15 @@ Typical use, replacing `optimizer.step()` in an existing loop::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from sparselearning.counting.tracker import FlopsTracker
 from sparselearning.coverage import (
     EXCLUDED,
     SPARSE_INIT,
@@ -55,11 +56,21 @@ from sparselearning.funcs.prune import GLOBAL_MODES
 from sparselearning.funcs.prune import registry as prune_registry
 from sparselearning.funcs.redistribute import PRESERVING_MODES
 from sparselearning.funcs.redistribute import registry as redistribute_registry
+from sparselearning.masking.apply import (
+    as_ints,
+    gradients_finite,
+    multiply_by_masks,
+    unscale_once,
+    weight_decay_in_place,
+    weight_shaped_state,
+)
+from sparselearning.masking.observers import EverActive, FlopsSource, MaskObserver
+from sparselearning.masking.records import MaskDict, MaskedParameter, ParameterDict
+from sparselearning.masking.schedule import UpdateSchedule, advance_decay
+from sparselearning.masking.topology import TopologyChange, redistribution_shares, regrowth_counts
 from sparselearning.misuse import require_momentum, stray_weights_error, unmatched_exclude_error, warn_user
 from sparselearning.ops.rng import generator_for
-from sparselearning.ops.select import apportion
 from sparselearning.stats import LayerStats
-from sparselearning.sync import verify_masks
 
 log = logging.getLogger(__name__)
 
@@ -79,60 +90,6 @@ def unwrap_model(module: nn.Module) -> nn.Module:
     while isinstance(module, wrappers):
         module = module.module
     return module
-
-
-# Optimizers that add L2 weight decay to the gradient (`g + wd * w`) before anything else.
-_L2_GRADIENT_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.RMSprop)
-
-
-@contextlib.contextmanager
-def _weight_decay_in_place(optimizer: torch.optim.Optimizer) -> Iterator[None]:
-    """Add L2 weight decay to the gradients in place and hide it from the optimizer for one step.
-
-    The optimizer would compute the very same `g + wd * w` into a freshly allocated tensor; doing it in place
-    saves the allocation, which pays for masking the gradients. Only for optimizer classes known to apply
-    decay this way, and never with `maximize` or decoupled decay.
-    """
-    groups = []
-    if type(optimizer) in _L2_GRADIENT_OPTIMIZERS:
-        for group in optimizer.param_groups:
-            decay = group.get("weight_decay", 0.0)
-            if decay and not group.get("maximize", False) and not group.get("decoupled_weight_decay", False):
-                groups.append((group, decay))
-    with torch.no_grad():
-        for group, decay in groups:
-            pairs = [(p.grad, p) for p in group["params"] if p.grad is not None and not p.grad.is_sparse]
-            if pairs:
-                torch._foreach_add_([g for g, _ in pairs], [p for _, p in pairs], alpha=decay)
-            group["weight_decay"] = 0.0
-    try:
-        yield
-    finally:
-        for group, decay in groups:
-            group["weight_decay"] = decay
-
-
-def _as_ints(counts: list[torch.Tensor]) -> list[int]:
-    """Python ints from 0-dim count tensors, with one host transfer per device instead of one per tensor."""
-    if not counts:
-        return []
-    by_device: dict[torch.device, list[int]] = {}
-    for index, count in enumerate(counts):
-        by_device.setdefault(count.device, []).append(index)
-    values = [0] * len(counts)
-    for indices in by_device.values():
-        for index, value in zip(indices, torch.stack([counts[i] for i in indices]).tolist(), strict=True):
-            values[index] = int(value)
-    return values
-
-
-def _unscale_once(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> None:
-    """`scaler.unscale_(optimizer)`, unless the caller already did (to clip gradients) this iteration."""
-    try:
-        scaler.unscale_(optimizer)
-    except RuntimeError as error:
-        if "already been called" not in str(error):
-            raise
 
 
 class Masking:
@@ -165,14 +122,16 @@ class Masking:
     :param end_when: with `update_frequency`, the step from which masks no longer change
     :param start_when: with `update_frequency`, the first step at which masks may change
     :param low_memory: store masks only as bool (1 byte per weight); the step then masks more slowly
-    :param verify_sync: under DDP, all-gather a checksum of the masks after every update and raise naming
-        the first layer that differs between ranks
     :param keep_grown_momentum: under dense gradients, a regrown weight keeps the momentum it gathered while
         inactive (Dettmers & Zettlemoyer's code does), so its first step moves it; False starts it from zero
     :param total_steps: the run's planned number of `step()` calls, if known: stepping past it warns once
     :param allow_empty_layers: False refuses a `density` at which a uniform, ER or ERK init leaves some masked
         layer without an active weight, naming the smallest density that avoids it (the method builders in
         `sparselearning.methods` pass False)
+    :param observers: called after every mask update and restore (`sparselearning.masking.observers`); more
+        with `add_observer`. The cross-rank mask check is one: `sparselearning.sync.MaskAgreement()` (the
+        builders in `sparselearning.methods` attach it for `verify_sync=True`); FLOPs tracking is another
+        (`sparselearning.counting.track_flops(masking, example_input)`).
 
     Misuse is refused early with one line (`SparseLearningError`): momentum growth or redistribution with an
     optimizer that keeps no momentum (when built, if it has a `prune_rate_decay`), an exclude entry matching
@@ -204,10 +163,10 @@ class Masking:
         end_when: int | None = None,
         start_when: int = 0,
         low_memory: bool = False,
-        verify_sync: bool = False,
         keep_grown_momentum: bool = False,
         total_steps: int | None = None,
         allow_empty_layers: bool = True,
+        observers: Iterable[MaskObserver] = (),
     ):
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise SparseLearningError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -225,13 +184,8 @@ class Masking:
         self.increment = increment
         self.tolerance = tolerance
         self.seed = int(seed)
-        self.update_frequency = (
-            None if update_frequency is None else check_positive_int(update_frequency, "update_frequency")
-        )
-        self.end_when = None if end_when is None else int(end_when)
-        self.start_when = int(start_when)
+        self.schedule = UpdateSchedule(update_frequency, start_when, end_when)
         self.low_memory = bool(low_memory)
-        self.verify_sync = bool(verify_sync)
         self.keep_grown_momentum = bool(keep_grown_momentum)
         self.total_steps = None if total_steps is None else check_positive_int(total_steps, "total_steps")
         self.allow_empty_layers = bool(allow_empty_layers)
@@ -239,28 +193,43 @@ class Masking:
             require_momentum(optimizer, self.growth_mode, self.redistribution_mode)
 
         self.module: nn.Module | None = None
-        self.mask_dict: dict[str, torch.Tensor] = {}
-        self.params: dict[str, nn.Parameter] = {}
+        self.records: dict[str, MaskedParameter] = {}  # one per masked parameter, in registration order
+        self._mask_view = MaskDict(self.records)
+        self._param_view = ParameterDict(self.records)
         self._stats = LayerStats()
         self.name2prune_rate: dict[str, float] = {}
         self.dense_layers: set[str] = set()
-        self.ever_active: dict[str, torch.Tensor] = {}
         self.mask_step = 0
         self.baseline_nonzero = 0
         self.total_params = 0
 
-        self._layer_modules: dict[str, nn.Module] = {}
-        self._layer_index: dict[str, int] = {}
-        self._float_masks: dict[str, torch.Tensor] = {}
-        self._sparse_names: list[str] = []
+        self.observers: list[MaskObserver] = list(observers)
+        self._ever_active: EverActive | None = None
+        self._sparse: list[MaskedParameter] = []  # records with inactive positions: what the hot path touches
         self._scratch: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
         self._initialised = False
-        self._flops: FlopsTracker | None = None
         self._weights: dict[str, nn.Parameter] = {}  # every weight tensor of the model, masked or not
         self._dense_reasons: dict[int, str] = {}  # id(weight) -> why a maskable weight is not masked
         self._removal_reason = EXCLUDED
         self._checked_versions: tuple[int, ...] | None = None
         self._past_end_step = math.inf if self.total_steps is None else self.total_steps
+
+    # ------------------------------------------------------------------ the schedule (seed names)
+
+    @property
+    def update_frequency(self) -> int | None:
+        """Steps between mask updates (None: masks change only when `update_connections()` is called)."""
+        return self.schedule.frequency
+
+    @property
+    def start_when(self) -> int:
+        """The first step at which masks may change."""
+        return self.schedule.start
+
+    @property
+    def end_when(self) -> int | None:
+        """The step from which masks no longer change (None: never stops)."""
+        return self.schedule.end
 
     # ------------------------------------------------------------------ set-up
 
@@ -282,22 +251,22 @@ class Masking:
             raise SparseLearningError("add_module() was already called on this Masking; create a new one per model")
         self.module = unwrap_model(module)
         self._weights = weight_tensors(self.module)
-        seen: set[int] = set()
-        for module_name, layer in self.module.named_modules():
+        owners: dict[int, tuple[nn.Parameter, list[tuple[str, nn.Module]]]] = {}
+        for module_name, layer in self.module.named_modules(remove_duplicate=False):
             weight = getattr(layer, "weight", None)
-            if not isinstance(layer, MASKABLE_TYPES) or not isinstance(weight, nn.Parameter) or id(weight) in seen:
-                continue
-            seen.add(id(weight))
-            if not weight.requires_grad:
-                continue  # frozen: it never changes, so it is never masked (listed as "frozen" in `coverage`)
+            # Frozen weights are never masked: they never change (listed as "frozen" in `coverage`).
+            if isinstance(layer, MASKABLE_TYPES) and isinstance(weight, nn.Parameter) and weight.requires_grad:
+                _, holders = owners.setdefault(id(weight), (weight, []))
+                if all(held is not layer for _, held in holders):
+                    holders.append((module_name, layer))
+        for weight, holders in owners.values():
+            module_name = holders[0][0]
             name = f"{module_name}.weight" if module_name else "weight"
-            self.params[name] = weight
-            self._layer_modules[name] = layer
-            self._layer_index[name] = len(self._layer_index)
-            self.mask_dict[name] = torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
+            mask = torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
+            self.records[name] = MaskedParameter(name, weight, tuple(holders), len(self.records), mask)
         for item in exclude:
             self._exclude(item)
-        if not self.mask_dict:
+        if not self.records:
             raise SparseLearningError(
                 f"{type(self.module).__name__} has no layer to mask: Masking masks the weights of nn.Linear and "
                 "nn.Conv* layers (after exclusions) and found none"
@@ -319,7 +288,7 @@ class Masking:
             chosen = [p for name, p in aliases if name in names]
         chosen_ids = {id(p) for p in chosen}
         self._dense_reasons.update(dict.fromkeys(chosen_ids, EXCLUDED))
-        for name in [n for n, p in self.params.items() if id(p) in chosen_ids and n in self.mask_dict]:
+        for name in [n for n, record in self.records.items() if id(record.parameter) in chosen_ids]:
             self._forget(name)
 
     @property
@@ -328,7 +297,7 @@ class Masking:
         dense, and why dense (`sparselearning.coverage`); `format_coverage(masking.coverage)` makes a table."""
         if self.module is None:
             return []
-        masked = {name: self.params[name] for name in self.mask_dict}
+        masked = {name: record.parameter for name, record in self.records.items()}
         return coverage_records(self.module, masked, self._dense_reasons)
 
     def coverage_table(self) -> str:
@@ -354,11 +323,11 @@ class Masking:
             init_registry[self.sparse_init](self, lottery_mask_path=lottery_mask_path)
         finally:
             self._removal_reason = EXCLUDED
-        for name, mask in list(self.mask_dict.items()):
-            weight = self.params[name]
-            if not isinstance(mask, torch.Tensor) or mask.shape != weight.shape:
+        for name, record in self.records.items():
+            mask = record.mask
+            if not isinstance(mask, torch.Tensor) or mask.shape != record.parameter.shape:
                 raise SparseLearningError(f"sparse_init {self.sparse_init!r} produced a bad mask for {name!r}")
-            self.mask_dict[name] = mask.to(device=weight.device, dtype=torch.bool)
+            record.mask = mask.to(device=record.parameter.device, dtype=torch.bool)
         if not self.allow_empty_layers and self.sparse_init in DENSITY_COUNTS:
             require_a_weight_per_layer(self)
         self._initialised = True
@@ -368,20 +337,23 @@ class Masking:
         if self.sparse_init in _INITS_FROM_EXISTING_MASKS:
             self.density = self._stats.total_density
         if self.density < 1.0:
-            self.dense_layers = {
-                name for name, count in self._stats.nonzeros_dict.items() if count == self.params[name].numel()
-            }
+            self.dense_layers = {name for name, record in self.records.items() if record.inactive == 0}
         self.apply_mask()
         self.reset_momentum()
         if not self.low_memory:
-            self.ever_active = {name: mask.clone() for name, mask in self.mask_dict.items()}
+            self._ever_active = EverActive(self.mask_dict)
+            self.observers.append(self._ever_active)
         log.info(
             "masking %d layers, %d of %d weights active (density %.4f)",
-            len(self.mask_dict),
+            len(self.records),
             self.baseline_nonzero,
             self.total_params,
             self._stats.total_density,
         )
+
+    def add_observer(self, observer: MaskObserver) -> None:
+        """Call `observer` after every mask update and restore from now on (`sparselearning.masking.observers`)."""
+        self.observers.append(observer)
 
     # ------------------------------------------------------------------ what is reported
 
@@ -396,6 +368,11 @@ class Masking:
     @stats.setter
     def stats(self, value: LayerStats) -> None:
         self._stats = value
+
+    @property
+    def ever_active(self) -> dict[str, torch.Tensor]:
+        """Per masked layer, the weights that have been active at any step (empty under `low_memory`)."""
+        return {} if self._ever_active is None else self._ever_active.masks
 
     def check(self) -> None:
         """Prove that every masked weight is zero, and measure the nonzero count of all the model's weights.
@@ -418,38 +395,48 @@ class Masking:
         versions = tuple(weight._version for weight in weights)
         if skip_if_unchanged and versions == self._checked_versions:
             return
-        names = list(self._sparse_names)
-        counts = _as_ints(
-            [self._count_stray(name) for name in names]
+        sparse = list(self._sparse)
+        counts = as_ints(
+            [self._count_stray(record) for record in sparse]
             + ([torch.count_nonzero(weight) for weight in weights] if measure else [])
         )
         if measure:
-            self._stats.set_model_counts(sum(counts[len(names) :]), sum(weight.numel() for weight in weights))
-        suspects = [name for name, count in zip(names, counts, strict=False) if count]
+            self._stats.set_model_counts(sum(counts[len(sparse) :]), sum(weight.numel() for weight in weights))
+        suspects = [record for record, count in zip(sparse, counts, strict=False) if count]
         # The fast count also flags NaN/inf at active positions (inf - inf * 1 is NaN): recount suspects exactly.
-        exact = _as_ints([torch.count_nonzero(self.params[n].masked_fill(self.mask_dict[n], 0)) for n in suspects])
-        stray = {name: count for name, count in zip(suspects, exact, strict=True) if count}
+        exact = as_ints([torch.count_nonzero(r.parameter.masked_fill(r.mask, 0)) for r in suspects])
+        stray = {record.name: count for record, count in zip(suspects, exact, strict=True) if count}
         if stray:
             raise stray_weights_error(stray)
         if measure:
             self._checked_versions = versions
 
-    def _count_stray(self, name: str) -> torch.Tensor:
-        """How many masked positions of `name` hold a nonzero weight (a 0-dim tensor: no host sync here).
+    def _count_stray(self, record: MaskedParameter) -> torch.Tensor:
+        """How many masked positions of a parameter hold a nonzero weight (a 0-dim tensor: no host sync here).
 
         `w - w * mask` is exactly `w` at masked positions and exactly 0 at active ones, computed in scratch space
         with the float mask: one fused pass, far faster than bool masking.
         """
-        weight = self.params[name].detach()
+        weight = record.parameter.detach()
         scratch = self.scratch(weight.numel(), weight.dtype, weight.device).view(weight.shape)
-        return torch.count_nonzero(torch.addcmul(weight, weight, self.float_mask(name), value=-1.0, out=scratch))
+        return torch.count_nonzero(torch.addcmul(weight, weight, record.as_float(), value=-1.0, out=scratch))
 
-    # ------------------------------------------------------------------ registry access
+    # ------------------------------------------------------------------ what the rule functions read
 
     @property
-    def masks(self) -> dict[str, torch.Tensor]:
+    def mask_dict(self) -> MaskDict:
+        """Bool mask per masked parameter name; assigning `mask_dict[name] = mask` replaces that mask."""
+        return self._mask_view
+
+    @property
+    def masks(self) -> MaskDict:
         """The seed project's name for `mask_dict`."""
-        return self.mask_dict
+        return self._mask_view
+
+    @property
+    def params(self) -> ParameterDict:
+        """The masked parameters by name."""
+        return self._param_view
 
     @property
     def prune_func(self) -> Callable[..., Any]:
@@ -481,18 +468,18 @@ class Masking:
 
         :param name: a weight name, e.g. `conv1.weight`
         """
-        return self._layer_modules[name]
+        return self.records[name].owner
 
     def is_conv(self, name: str) -> bool:
         """Whether weight `name` belongs to a convolution.
 
         :param name: a weight name
         """
-        return isinstance(self._layer_modules[name], nn.modules.conv._ConvNd)
+        return isinstance(self.records[name].owner, nn.modules.conv._ConvNd)
 
     def prunable_names(self) -> list[str]:
         """Masked layers an update may change: all but those a sparse init made fully dense."""
-        return [name for name in self.mask_dict if name not in self.dense_layers]
+        return [name for name in self.records if name not in self.dense_layers]
 
     def generator(self, name: str, purpose: int = 0) -> torch.Generator:
         """The CPU generator for a random decision on layer `name` at the current step.
@@ -500,7 +487,7 @@ class Masking:
         :param name: the layer (weight name)
         :param purpose: separates independent streams at the same step and layer (init, growth, shuffle)
         """
-        return generator_for(self.seed, self.mask_step, self._layer_index[name], purpose)
+        return generator_for(self.seed, self.mask_step, self.records[name].index, purpose)
 
     def scratch(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """A reusable flat buffer of at least `numel` entries, so updates do not allocate per layer.
@@ -537,54 +524,42 @@ class Masking:
             "first optimizer step; use growth_mode='absolute-gradient' and redistribution_mode='none' otherwise"
         )
 
-    # ------------------------------------------------------------------ FLOPs
+    def float_mask(self, name: str) -> torch.Tensor:
+        """The mask of `name` as 0.0/1.0 in the weight's dtype (cached unless `low_memory`).
 
-    def track_flops(self, example_input: torch.Tensor) -> None:
-        """Count inference FLOPs on `example_input` now and after every mask update (the seed's FLOP
-        properties below need it). One example suffices: counts are per example.
-
-        :param example_input: a batch the model accepts (one example is enough)
+        :param name: a weight name
         """
-        if self.module is None:
-            raise SparseLearningError("call add_module(model) before track_flops()")
-        self._flops = FlopsTracker(self.module, example_input)
-        self._flops.measure(self.mask_dict, self.mask_step)
+        return self.records[name].as_float()
 
-    def _tracker(self) -> FlopsTracker:
-        if self._flops is None or self._flops.last is None:
-            raise SparseLearningError("FLOPs are not tracked: call masking.track_flops(example_input) first")
-        return self._flops
+    # ------------------------------------------------------------------ FLOPs (from a tracking observer)
+
+    def _flops(self) -> FlopsSource:
+        for observer in self.observers:
+            if isinstance(observer, FlopsSource):
+                return observer
+        raise SparseLearningError(
+            "FLOPs are not tracked: call sparselearning.counting.track_flops(masking, example_input) first"
+        )
 
     @property
     def inference_FLOPs(self) -> float:
         """FLOPs per example of the model with its current masks."""
-        return self._tracker().last.sparse  # type: ignore[union-attr]
+        return self._flops().inference_flops()[0]
 
     @property
     def dense_FLOPs(self) -> float:
         """FLOPs per example of the same model without masks."""
-        return self._tracker().last.dense  # type: ignore[union-attr]
+        return self._flops().inference_flops()[1]
 
     @property
     def avg_inference_FLOPs(self) -> float:
         """Inference FLOPs per example averaged over the steps so far (each mask weighted by its lifetime)."""
-        return self._tracker().average(self.mask_step)
+        return self._flops().average_inference_flops(self.mask_step)
 
     # ------------------------------------------------------------------ the hot path
 
-    def _masked(self) -> Iterator[tuple[str, nn.Parameter]]:
-        for name in self._sparse_names:
-            yield name, self.params[name]
-
-    @torch.no_grad()
-    def _multiply_by_masks(self, tensors: list[torch.Tensor], names: list[str]) -> None:
-        if not tensors:
-            return
-        if self.low_memory:
-            for tensor, name in zip(tensors, names, strict=False):
-                tensor.mul_(self.mask_dict[name])
-        else:
-            torch._foreach_mul_(tensors, [self._float_masks[name] for name in names])
+    def _multiply_by_masks(self, tensors: list[torch.Tensor], records: list[MaskedParameter]) -> None:
+        multiply_by_masks(tensors, records, self.low_memory)
 
     def mask_gradients(self) -> None:
         """Zero the gradients of masked weights (done by `step()`; call it yourself before gradient clipping).
@@ -593,32 +568,27 @@ class Masking:
         """
         if self.is_update_step():
             return
-        pairs = [(p.grad, n) for n, p in self._masked() if p.grad is not None]
-        self._multiply_by_masks([g for g, _ in pairs], [n for _, n in pairs])
+        pairs = [(r.parameter.grad, r) for r in self._sparse if r.parameter.grad is not None]
+        self._multiply_by_masks([g for g, _ in pairs], [r for _, r in pairs])
 
     def apply_mask(self) -> None:
         """Zero the masked weights (in place on the parameters, so their version counters see it)."""
-        names = list(self._sparse_names)
-        self._multiply_by_masks([self.params[n] for n in names], names)
+        records = list(self._sparse)
+        self._multiply_by_masks([r.parameter for r in records], records)
 
     @torch.no_grad()
     def reset_momentum(self) -> None:
         """Zero, at masked positions, every optimizer state tensor shaped like its weight (any optimizer)."""
-        tensors, names = [], []
-        for name, weight in self._masked():
-            for value in self.optimizer.state.get(weight, {}).values():
-                if isinstance(value, torch.Tensor) and value.shape == weight.shape and value.is_floating_point():
-                    tensors.append(value)
-                    names.append(name)
-        self._multiply_by_masks(tensors, names)
+        tensors, records = [], []
+        for record in self._sparse:
+            for value in weight_shaped_state(self.optimizer, record.parameter):
+                tensors.append(value)
+                records.append(record)
+        self._multiply_by_masks(tensors, records)
 
     def is_update_step(self) -> bool:
         """Whether `step()` will update the masks now (needs `update_frequency`)."""
-        if self.update_frequency is None or self.mask_step == 0 or self.mask_step < self.start_when:
-            return False
-        if self.end_when is not None and self.mask_step >= self.end_when:
-            return False
-        return self.mask_step % self.update_frequency == 0
+        return self.schedule.is_update_step(self.mask_step)
 
     def step(self, scaler: torch.amp.GradScaler | None = None) -> None:
         """Use in place of `optimizer.step()`: masks gradients, steps the optimizer, advances the schedules.
@@ -636,9 +606,9 @@ class Masking:
         if self.mask_step >= self._past_end_step:
             self._warn_past_end()
         if scaler is not None:
-            _unscale_once(scaler, self.optimizer)
+            unscale_once(scaler, self.optimizer)
         if self.is_update_step():
-            if scaler is None or self._gradients_finite():
+            if scaler is None or gradients_finite(self.optimizer):
                 self.update_connections()
             else:
                 self._advance_decay()
@@ -652,7 +622,7 @@ class Masking:
             self.apply_mask()
         else:
             self.mask_gradients()
-            with _weight_decay_in_place(self.optimizer):
+            with weight_decay_in_place(self.optimizer):
                 self._optimizer_step(scaler)
         if scaler is not None:
             scaler.update()
@@ -672,50 +642,45 @@ class Masking:
         else:
             scaler.step(self.optimizer)
 
-    def _gradients_finite(self) -> bool:
-        grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
-        return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()) if grads else True
-
     def _advance_decay(self) -> None:
-        decay = self.prune_rate_decay
-        if decay is None:
-            return
-        if getattr(decay, "mode", "current") == "cumulative":
-            cumulative_step: Callable[..., None] = decay.step  # (step, current_sparsity), as MagnitudePruneDecay
-            cumulative_step(self.mask_step, 1.0 - self._stats.total_density)
-        else:
-            decay.step(self.mask_step)
+        advance_decay(self.prune_rate_decay, self.mask_step, self._stats.total_density)
 
     # ------------------------------------------------------------------ mask updates
 
-    def update_connections(self) -> None:
-        """One drop/grow update; call it instead of `step()` on an update iteration, after `backward()`."""
+    def update_connections(self) -> TopologyChange:
+        """One drop/grow update; call it instead of `step()` on an update iteration, after `backward()`.
+
+        :return: what changed (weights dropped and grown per layer)
+        """
         self._advance_decay()
-        self.truncate_weights()
+        change = self.truncate_weights()
         self.mask_step += 1
+        return change
 
     @torch.no_grad()
-    def truncate_weights(self) -> None:
-        """Perform grow / prune / redistribution step.
+    def truncate_weights(self) -> TopologyChange:
+        """Perform grow / prune / redistribution step, then tell the observers what changed.
 
         Growth functions only add positions; everything inactive after the drop is already zero, so grown
         weights (and, under sparse gradients, their optimizer state) start at exactly zero.
+
+        :return: what changed (weights dropped and grown per layer)
         """
         self._verify(skip_if_unchanged=False, measure=False)
         rate = self.prune_rate
         prunable = self.prunable_names()
-        self.name2prune_rate = {name: (rate if name in prunable else 0.0) for name in self.mask_dict}
+        self.name2prune_rate = {name: (rate if name in prunable else 0.0) for name in self.records}
         self._gather_redistribution(prunable)
 
         before = dict(self._stats.nonzeros_dict)
         if self.global_prune:
             self._stats.total_removed = self.prune_func(self)
         else:
-            self._stats.removed_dict = dict.fromkeys(self.mask_dict, 0)
+            self._stats.removed_dict = dict.fromkeys(self.records, 0)
             for name in prunable:
                 self.mask_dict[name] = self.prune_func(self, self.mask_dict[name], self.params[name], name)
         self._refresh()
-        removed = {name: before[name] - self._stats.nonzeros_dict[name] for name in self.mask_dict}
+        removed = {name: before[name] - self._stats.nonzeros_dict[name] for name in self.records}
         self._stats.removed_dict = removed
         self._stats.total_removed = sum(removed.values())
         # Dropped weights, and (sparse gradients) their optimizer state, become exactly zero.
@@ -723,20 +688,27 @@ class Masking:
         if not self.dense_gradients:
             self.reset_momentum()
 
+        after_drop = dict(self._stats.nonzeros_dict)
         if self.growth_mode != "none" and self._stats.total_removed > 0:
             zero_grown = self.dense_gradients and not self.keep_grown_momentum
             previous = {name: self.mask_dict[name].clone() for name in prunable} if zero_grown else {}
-            for name, count in self._regrowth(prunable).items():
+            counts = regrowth_counts(
+                prunable,
+                removed,
+                redistribute=self.redistribution_mode not in PRESERVING_MODES and not self.global_prune,
+                shares=self._stats.variance_dict,
+                capacities=self._stats.zeros_dict,
+            )
+            for name, count in counts.items():
                 if count > 0:
                     self.mask_dict[name] = self.growth_func(self, name, count, self.params[name])
             self._refresh()
             self._reset_grown_state(previous)
-        for name, mask in self.ever_active.items():
-            mask.bitwise_or_(self.mask_dict[name])  # (logical_or_ on bool is ~80x slower on CPU)
-        if self._flops is not None:
-            self._flops.measure(self.mask_dict, self.mask_step + 1)
-        if self.verify_sync:
-            verify_masks(self.mask_dict, self.mask_step)
+        grown = {name: self._stats.nonzeros_dict[name] - after_drop[name] for name in self.records}
+        change = TopologyChange(self.mask_step, self.mask_dict, removed, grown)
+        for observer in list(self.observers):
+            observer.after_update(change)
+        return change
 
     def _gather_redistribution(self, prunable: list[str]) -> None:
         if self.redistribution_mode in PRESERVING_MODES:
@@ -744,66 +716,39 @@ class Masking:
             self._stats.total_variance = 0.0
             return
         raw = {name: self.redistribution_func(self, name, self.params[name], self.mask_dict[name]) for name in prunable}
-        total = sum(value for value in raw.values() if value == value)
-        self._stats.total_variance = total
-        self._stats.variance_dict = {name: (value / total if total > 0 else 0.0) for name, value in raw.items()}
-
-    def _regrowth(self, prunable: list[str]) -> dict[str, int]:
-        """How many weights each layer grows: what it lost, or (redistribution) its share of all that was lost."""
-        removed = self._stats.removed_dict
-        if self.redistribution_mode in PRESERVING_MODES or self.global_prune:
-            return {name: removed.get(name, 0) for name in prunable}
-        capacities = [self._stats.zeros_dict[name] for name in prunable]
-        shares = [self._stats.variance_dict.get(name, 0.0) for name in prunable]
-        return dict(zip(prunable, apportion(self._stats.total_removed, shares, capacities), strict=False))
+        self._stats.total_variance, self._stats.variance_dict = redistribution_shares(raw)
 
     def _reset_grown_state(self, previous: dict[str, torch.Tensor]) -> None:
         """Under dense gradients, reset the momentum of newly grown weights (it is zero otherwise already)."""
         for name, before in previous.items():
             grown = self.mask_dict[name] & ~before
-            for value in self.optimizer.state.get(self.params[name], {}).values():
-                if isinstance(value, torch.Tensor) and value.shape == grown.shape and value.is_floating_point():
-                    value.masked_fill_(grown, 0.0)
+            for value in weight_shaped_state(self.optimizer, self.params[name]):
+                value.masked_fill_(grown, 0.0)
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _count(self) -> None:
-        nonzeros = {name: int(torch.count_nonzero(mask)) for name, mask in self.mask_dict.items()}
-        self._stats.set_counts(nonzeros, {name: mask.numel() for name, mask in self.mask_dict.items()})
-
     def _refresh(self) -> None:
         """Recount, and rebuild what the hot path reads: which layers have inactive weights, float masks."""
-        self._count()
-        self._sparse_names = [n for n, zeros in self._stats.zeros_dict.items() if zeros > 0]
-        if self.low_memory:
-            return
-        self._float_masks = {name: self._as_float(name, self._float_masks.get(name)) for name in self._sparse_names}
-
-    def _as_float(self, name: str, out: torch.Tensor | None = None) -> torch.Tensor:
-        weight = self.params[name]
-        if out is None or out.shape != weight.shape or out.dtype != weight.dtype:
-            out = torch.empty_like(weight).detach()
-        # Converting through a uint8 view is several times faster than from bool on CPU.
-        return out.copy_(self.mask_dict[name].view(torch.uint8))
-
-    def float_mask(self, name: str) -> torch.Tensor:
-        """The mask of `name` as 0.0/1.0 in the weight's dtype (cached unless `low_memory`).
-
-        :param name: a weight name
-        """
-        cached = self._float_masks.get(name)
-        if cached is not None:
-            return cached
-        return self._as_float(name)
+        records = list(self.records.values())
+        counts = as_ints([torch.count_nonzero(record.mask) for record in records])
+        for record, count in zip(records, counts, strict=True):
+            record.active = count
+        self._stats.set_counts({r.name: r.active for r in records}, {r.name: r.numel for r in records})
+        self._sparse = [record for record in records if record.inactive > 0]
+        for record in records:
+            if self.low_memory or record.inactive == 0:
+                record.float_mask = None
+            else:
+                record.refresh_float_mask()
 
     def remove_weight(self, name: str) -> None:
         """Stop masking one weight, by parameter name or by its module's name.
 
         :param name: `fc.weight` or `fc`
         """
-        key = name if name in self.mask_dict else f"{name}.weight"
-        if key not in self.mask_dict:
-            raise SparseLearningError(f"no masked weight named {name!r}; masked: {', '.join(self.mask_dict)}")
+        key = name if name in self.records else f"{name}.weight"
+        if key not in self.records:
+            raise SparseLearningError(f"no masked weight named {name!r}; masked: {', '.join(self.records)}")
         self._forget(key)
 
     def remove_weight_partial_name(self, partial_name: str) -> None:
@@ -817,7 +762,7 @@ class Masking:
             names = [name for name, _ in weight_aliases(self.module)]
             if not any(partial_name in name for name in names):
                 raise unmatched_exclude_error(partial_name, names)
-        for name in [n for n in self.mask_dict if partial_name in n]:
+        for name in [n for n in self.records if partial_name in n]:
             self._forget(name)
 
     def remove_type(self, nn_type: type[nn.Module]) -> None:
@@ -825,16 +770,15 @@ class Masking:
 
         :param nn_type: a module class
         """
-        for name in [
-            n for n, layer in self._layer_modules.items() if isinstance(layer, nn_type) and n in self.mask_dict
-        ]:
+        for name in [n for n, record in self.records.items() if isinstance(record.owner, nn_type)]:
             self._forget(name)
 
     def _forget(self, name: str) -> None:
-        self._dense_reasons.setdefault(id(self.params[name]), self._removal_reason)
-        self.mask_dict.pop(name)
-        self.ever_active.pop(name, None)
+        record = self.records.pop(name)
+        self._dense_reasons.setdefault(id(record.parameter), self._removal_reason)
         self.dense_layers.discard(name)
+        for observer in self.observers:
+            observer.forget(name)
         if self._initialised:
             self._refresh()
             self.total_params = self._stats.total_nonzero + self._stats.total_zero
@@ -843,10 +787,11 @@ class Masking:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
-        """Masks, counters, schedule and statistics: everything a bit-exact resume needs (weights_only-safe)."""
-        return {
-            "masks": {name: mask.detach().cpu().clone() for name, mask in self.mask_dict.items()},
-            "ever_active": {name: mask.detach().cpu().clone() for name, mask in self.ever_active.items()},
+        """Masks, counters, schedule and statistics: everything a bit-exact resume needs (weights_only-safe).
+        Observers that keep state (the ever-active record, FLOPs tracking) add it under their `state_key`."""
+        state: dict[str, Any] = {
+            "masks": {name: record.mask.detach().cpu().clone() for name, record in self.records.items()},
+            "ever_active": {},
             "mask_step": self.mask_step,
             "baseline_nonzero": self.baseline_nonzero,
             "total_params": self.total_params,
@@ -854,7 +799,6 @@ class Masking:
             "name2prune_rate": dict(self.name2prune_rate),
             "stats": self._stats.state_dict(),
             "decay": None if self.prune_rate_decay is None else self.prune_rate_decay.state_dict(),
-            "flops": None if self._flops is None else self._flops.state_dict(),
             "config": {
                 "density": self.density,
                 "sparse_init": self.sparse_init,
@@ -866,6 +810,10 @@ class Masking:
                 "seed": self.seed,
             },
         }
+        for observer in self.observers:
+            if observer.state_key is not None:
+                state[observer.state_key] = observer.state_dict()
+        return state
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -878,22 +826,18 @@ class Masking:
         masks = state.get("masks") if isinstance(state, dict) else None
         if not isinstance(masks, dict):
             raise SparseLearningError("not a Masking state: no 'masks' entry")
-        if set(masks) != set(self.mask_dict):
+        if set(masks) != set(self.records):
             raise SparseLearningError(
-                f"saved masks are for layers {sorted(masks)}, this model masks {sorted(self.mask_dict)}"
+                f"saved masks are for layers {sorted(masks)}, this model masks {sorted(self.records)}"
             )
         for name, saved in masks.items():
-            expected = tuple(self.mask_dict[name].shape)
+            expected = tuple(self.records[name].parameter.shape)
             if not isinstance(saved, torch.Tensor) or tuple(saved.shape) != expected:
                 got = tuple(saved.shape) if isinstance(saved, torch.Tensor) else type(saved).__name__
                 raise SparseLearningError(f"saved mask for {name!r} has shape {got}, the weight has {expected}")
         checked = {name: as_boolean_mask(saved, f"saved mask for {name!r}") for name, saved in masks.items()}
         for name, saved in checked.items():
-            self.mask_dict[name] = saved.to(device=self.params[name].device).clone()
-        self.ever_active = {
-            name: saved.to(device=self.params[name].device, dtype=torch.bool).clone()
-            for name, saved in state.get("ever_active", {}).items()
-        }
+            self.records[name].mask = saved.to(device=self.records[name].parameter.device).clone()
         self.mask_step = int(state["mask_step"])
         self.baseline_nonzero = int(state["baseline_nonzero"])
         self.total_params = int(state["total_params"])
@@ -907,14 +851,13 @@ class Masking:
         self.apply_mask()
         if not self.dense_gradients:
             self.reset_momentum()
-        if self._flops is not None:
-            self._flops.measure(self.mask_dict, self.mask_step)
-            if state.get("flops") is not None:
-                self._flops.load_state_dict(state["flops"])
+        for observer in self.observers:
+            saved_state = state.get(observer.state_key) if observer.state_key is not None else None
+            observer.after_restore(self.mask_dict, self.mask_step, saved_state)
 
     def __repr__(self) -> str:
         return (
-            f"Masking(layers={len(self.mask_dict)}, density={self._stats.total_density:.4f} of target {self.density}, "
+            f"Masking(layers={len(self.records)}, density={self._stats.total_density:.4f} of target {self.density}, "
             f"sparse_init={self.sparse_init!r}, prune_mode={self.prune_mode!r}, growth_mode={self.growth_mode!r}, "
             f"redistribution_mode={self.redistribution_mode!r}, mask_step={self.mask_step})"
         )

@@ -34,6 +34,7 @@ from sparselearning.method_table import DENSE, DYNAMIC, PRUNING, STATIC, Method
 
 # Re-exported: Python users narrow their own models with it (the registry models narrow themselves).
 from sparselearning.models.widths import small_dense_width as small_dense_width
+from sparselearning.sync import MaskAgreement
 
 Optimizer = torch.optim.Optimizer
 
@@ -54,6 +55,7 @@ def assemble(
     settings and the schedule come from. Layers left without an active weight are refused by default.
     """
     exclude = masking_options.pop("exclude", ())
+    verify_sync = bool(masking_options.pop("verify_sync", False))
     settings: dict[str, Any] = {
         "prune_mode": method.prune_mode,
         "growth_mode": method.growth_mode,
@@ -62,7 +64,7 @@ def assemble(
         "allow_empty_layers": False,
         **masking_options,
     }
-    masking = Masking(optimizer, decay, **settings)
+    masking = Masking(optimizer, decay, observers=[MaskAgreement()] if verify_sync else [], **settings)
     masking.add_module(model, lottery_mask_path=lottery_mask_path, exclude=exclude)
     return masking
 

@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 
 from sparselearning.errors import SparseLearningError
+from sparselearning.masking.observers import MaskObserver
+from sparselearning.masking.topology import TopologyChange
 
 
 def mask_checksums(masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -58,3 +60,11 @@ def verify_masks(masks: Mapping[str, torch.Tensor], step: int) -> None:
     name = first_disagreement([g.cpu() for g in gathered], sorted(masks))
     if name is not None:
         raise SparseLearningError(f"masks differ between ranks after the update at step {step}: first layer {name!r}")
+
+
+class MaskAgreement(MaskObserver):
+    """A `Masking` observer that runs `verify_masks` after every mask update (`verify_sync=True`): under DDP a
+    rank whose masks differ from the others' stops the run, naming the first layer that differs."""
+
+    def after_update(self, change: TopologyChange) -> None:
+        verify_masks(change.masks, change.step)

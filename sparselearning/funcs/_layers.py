@@ -10,7 +10,7 @@ import torch
 from sparselearning.errors import SparseLearningError
 
 if TYPE_CHECKING:
-    from sparselearning.core import Masking
+    from sparselearning.masking.view import MaskingView as Masking
 
 
 def active_indices(mask: torch.Tensor) -> torch.Tensor:

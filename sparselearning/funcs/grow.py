@@ -29,7 +29,7 @@ from sparselearning.funcs._layers import (
 from sparselearning.ops.select import sample_indices, topk_indices
 
 if TYPE_CHECKING:
-    from sparselearning.core import Masking
+    from sparselearning.masking.view import MaskingView as Masking
 
 GROWTH_STREAM = 1  # purpose key of the random stream used by random growth
 

@@ -24,7 +24,7 @@ from sparselearning.runs.masks import PACKED_KEY, unpack_masks
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from sparselearning.core import Masking
+    from sparselearning.masking.view import MaskingView as Masking
 
 _INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 INIT_STREAM = 2  # purpose key of the random stream used for initial masks

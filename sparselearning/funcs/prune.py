@@ -23,7 +23,7 @@ from sparselearning.funcs._layers import active_indices, expand_kernel_mask, ker
 from sparselearning.ops.select import bottomk_indices
 
 if TYPE_CHECKING:
-    from sparselearning.core import Masking
+    from sparselearning.masking.view import MaskingView as Masking
 
 
 def _removal_count(masking: Masking, name: str, active: int) -> int:

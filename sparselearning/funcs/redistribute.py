@@ -20,7 +20,7 @@ import torch
 from sparselearning.funcs._layers import gradient_of, momentum_of
 
 if TYPE_CHECKING:
-    from sparselearning.core import Masking
+    from sparselearning.masking.view import MaskingView as Masking
 
 
 def _mean_abs_over_active(values: torch.Tensor, mask: torch.Tensor) -> float:

@@ -13,6 +13,7 @@ import torch.distributed as dist
 from torch import nn
 
 from sparselearning.core import Masking
+from sparselearning.sync import MaskAgreement
 
 
 def is_active() -> bool:
@@ -72,8 +73,8 @@ def wrap(model: nn.Module, on: torch.device) -> nn.Module:
 
 def configure_masking(masking: Masking, verify: bool) -> None:
     """Under DDP, let the masking check after every update that all ranks hold identical masks."""
-    if is_active():
-        masking.verify_sync = verify
+    if is_active() and verify and not any(isinstance(o, MaskAgreement) for o in masking.observers):
+        masking.add_observer(MaskAgreement())
 
 
 def barrier() -> None:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from sparselearning.core import MASKABLE_TYPES, Masking
 from sparselearning.counting.inference import count_inference_flops, layer_densities
+from sparselearning.counting.tracker import track_flops
 from sparselearning.counting.training import training_flops_fraction
 from sparselearning.data.loader import InMemoryLoader
 from sparselearning.data.registry import DatasetInfo, load_dataset
@@ -202,7 +203,7 @@ class Run:
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_scheduler(cfg, self.optimizer, self.schedule.total_steps)
         self.masking: Masking = build_masking(cfg, self.model, self.optimizer, self.schedule)
-        self.masking.track_flops(self._example_input())
+        track_flops(self.masking, self._example_input())
         distributed.configure_masking(self.masking, verify=bool(option(cfg, "verify_sync", False)))
         self.amp_dtype, self.scaler = _mixed_precision(option(cfg, "mixed_precision", False), self.device)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=float(option(cfg.optimizer, "label_smoothing", 0.0)))

@@ -1,0 +1,134 @@
+"""One record per masked parameter, and the name-keyed dict views the seed API exposes over them.
+
+A record holds everything `Masking` knows about one masked tensor, so a new kind of parameter (an attention
+projection, a recurrent weight, an embedding) needs only a record, not an entry in half a dozen parallel dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass(eq=False)
+class MaskedParameter:
+    """A masked parameter and its mask.
+
+    :param name: its key in `Masking.mask_dict` (the first fully qualified name under which the model holds it)
+    :param parameter: the parameter itself
+    :param owners: every (module name, module) holding it as a direct attribute; more than one when it is tied
+    :param index: its registration order, which keys its random streams (stable across runs and ranks)
+    :param mask: bool, shaped like the parameter; True where the weight is active
+    :param float_mask: the mask as 0.0/1.0 in the parameter's dtype, cached for the per-step multiply (None while
+        not cached: fully active masks and `low_memory` keep none)
+    :param active: the number of active positions at the last count
+    """
+
+    name: str
+    parameter: nn.Parameter
+    owners: tuple[tuple[str, nn.Module], ...]
+    index: int
+    mask: torch.Tensor
+    float_mask: torch.Tensor | None = None
+    active: int = field(default=0)
+
+    @property
+    def owner(self) -> nn.Module:
+        """The first module that holds the parameter."""
+        return self.owners[0][1]
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        """Every fully qualified name under which the model holds the parameter (tied parameters have several)."""
+        attribute = self.name.rsplit(".", 1)[-1]
+        return tuple(f"{module}.{attribute}" if module else attribute for module, _ in self.owners)
+
+    @property
+    def numel(self) -> int:
+        return self.parameter.numel()
+
+    @property
+    def inactive(self) -> int:
+        """Masked-out positions at the last count."""
+        return self.numel - self.active
+
+    def count(self) -> int:
+        """Recount the active positions (one host sync)."""
+        self.active = int(torch.count_nonzero(self.mask))
+        return self.active
+
+    def refresh_float_mask(self) -> torch.Tensor:
+        """Rebuild the cached float mask in place (allocating only when shape or dtype changed)."""
+        out = self.float_mask
+        weight = self.parameter
+        if out is None or out.shape != weight.shape or out.dtype != weight.dtype:
+            out = torch.empty_like(weight).detach()
+        # Converting through a uint8 view is several times faster than from bool on CPU.
+        self.float_mask = out.copy_(self.mask.view(torch.uint8))
+        return self.float_mask
+
+    def as_float(self) -> torch.Tensor:
+        """The mask as 0.0/1.0 in the parameter's dtype: the cached one, or a fresh tensor when none is cached."""
+        if self.float_mask is not None:
+            return self.float_mask
+        return torch.empty_like(self.parameter).detach().copy_(self.mask.view(torch.uint8))
+
+
+class MaskDict(MutableMapping[str, torch.Tensor]):
+    """`name -> mask` over the records: what the seed API calls `mask_dict` (and `masks`).
+
+    Assigning `mask_dict[name] = new_mask` replaces that record's mask (rule functions do this); deleting an entry
+    stops masking the parameter. New names cannot be added: a parameter becomes masked through `add_module`.
+    """
+
+    def __init__(self, records: dict[str, MaskedParameter]) -> None:
+        self._records = records
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._records[name].mask
+
+    def __setitem__(self, name: str, mask: torch.Tensor) -> None:
+        record = self._records.get(name)
+        if record is None:
+            raise KeyError(f"{name!r} is not a masked parameter; masked: {', '.join(self._records)}")
+        record.mask = mask
+
+    def __delitem__(self, name: str) -> None:
+        del self._records[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __repr__(self) -> str:
+        return f"MaskDict({list(self._records)})"
+
+
+class ParameterDict(MutableMapping[str, nn.Parameter]):
+    """`name -> parameter` over the records: what the seed API calls `params` (read-only in practice)."""
+
+    def __init__(self, records: dict[str, MaskedParameter]) -> None:
+        self._records = records
+
+    def __getitem__(self, name: str) -> nn.Parameter:
+        return self._records[name].parameter
+
+    def __setitem__(self, name: str, parameter: nn.Parameter) -> None:
+        raise TypeError("masked parameters are registered by Masking.add_module, not by assigning to params")
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("stop masking a parameter with Masking.remove_weight, not by deleting it from params")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __repr__(self) -> str:
+        return f"ParameterDict({list(self._records)})"
