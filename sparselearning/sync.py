@@ -28,15 +28,6 @@ def mask_checksums(masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return torch.stack(rows).cpu() if rows else torch.zeros(0, 2, dtype=torch.long)
 
 
-def tensor_checksums(tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """(tensors, 1) float64 sums of the bit patterns, viewed as int32, of every tensor (for tests of weights)."""
-    rows = []
-    for name in sorted(tensors):
-        bits = tensors[name].detach().float().contiguous().view(torch.int32).to(torch.float64)
-        rows.append(bits.sum().view(1))
-    return torch.stack(rows).cpu()
-
-
 def first_disagreement(gathered: list[torch.Tensor], names: list[str]) -> str | None:
     """The first name whose row differs between ranks, or None."""
     reference = gathered[0]

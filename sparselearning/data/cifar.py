@@ -283,7 +283,8 @@ def file_md5(path: str | os.PathLike[str]) -> str:
 
 
 def verify_archive(path: str | os.PathLike[str], num_classes: int = 10) -> None:
-    """Raise unless the file at `path` has the official MD5 of the CIFAR-`num_classes` archive."""
+    """Raise unless the file at `path` has the official MD5 of the CIFAR-`num_classes` archive: the check for an
+    archive copied by hand onto a machine without internet (downloads are checked by `download_archive`)."""
     layout = _layout(num_classes)
     found = file_md5(path)
     if found != layout.md5:
