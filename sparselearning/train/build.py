@@ -13,15 +13,16 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from sparselearning import method_table
+from sparselearning.conf.schema import AdamConfig, MaskingConfig, RunConfig, SGDConfig
 from sparselearning.core import Masking
 from sparselearning.data.registry import DatasetInfo
-from sparselearning.errors import SparseLearningError, check_choice
+from sparselearning.errors import SparseLearningError
 from sparselearning.funcs.decay import Decay, pruning_steps
 from sparselearning.method_table import DENSE, PRUNING, Method
 from sparselearning.methods import assemble, make_decay
 from sparselearning.models import registry as model_registry
 from sparselearning.models.arguments import registry_model_arguments
-from sparselearning.train.settings import Schedule, option
+from sparselearning.train.settings import Schedule, check_config
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
@@ -66,34 +67,31 @@ def _parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(cfg: DictConfig | RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov) or Adam; no weight decay on biases and norms unless asked for."""
-    settings = cfg.optimizer
-    groups = _parameter_groups(
-        model, float(settings.weight_decay), bool(option(settings, "decay_bias_and_norm", False))
-    )
-    if settings.name == "SGD":
-        return torch.optim.SGD(
-            groups, lr=float(settings.lr), momentum=float(settings.momentum), nesterov=bool(settings.nesterov)
-        )
-    return torch.optim.Adam(groups, lr=float(settings.lr), betas=tuple(settings.betas), eps=float(settings.eps))
+    settings = check_config(cfg).optimizer
+    groups = _parameter_groups(model, settings.weight_decay, settings.decay_bias_and_norm)
+    if isinstance(settings, SGDConfig):
+        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=settings.nesterov)
+    assert isinstance(settings, AdamConfig)
+    beta1, beta2 = settings.betas
+    return torch.optim.Adam(groups, lr=settings.lr, betas=(beta1, beta2), eps=settings.eps)
 
 
 def build_scheduler(
-    cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int
+    cfg: DictConfig | RunConfig, optimizer: torch.optim.Optimizer, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step learning-rate factor after a linear warm-up: `step` decays by `decay_factor` every
     `decay_frequency` steps (the seed project's schedule); `cosine` anneals to 0 over the run.
 
     Warm-up and decay intervals are stretched by `training_multiplier`, like the epochs.
     """
-    settings = cfg.optimizer
-    kind = check_choice("optimizer.schedule", option(settings, "schedule", "step"), ("step", "cosine"))
-    multiplier = int(settings.training_multiplier)
-    warmup = int(option(settings, "warmup_steps", 0)) * multiplier
-    frequency = option(settings, "decay_frequency")
-    frequency = None if frequency is None else int(frequency) * multiplier
-    factor = float(option(settings, "decay_factor", 1.0))
+    settings = check_config(cfg).optimizer
+    kind = settings.schedule
+    multiplier = settings.training_multiplier
+    warmup = settings.warmup_steps * multiplier
+    frequency = None if settings.decay_frequency is None else settings.decay_frequency * multiplier
+    factor = settings.decay_factor
 
     def lr_factor(step: int) -> float:
         if kind == "cosine":
@@ -135,18 +133,23 @@ def pruning_end(schedule: Schedule) -> int:
     return last
 
 
-def _decay(method: Method, masking_cfg: DictConfig, schedule: Schedule) -> Decay | None:
+def _pruning_density(settings: MaskingConfig) -> float:
+    assert settings.density is not None  # checked: Pruning's final density is a setting
+    return settings.density
+
+
+def _decay(method: Method, settings: MaskingConfig, schedule: Schedule) -> Decay | None:
     """The run's drop-fraction or sparsity schedule: `masking.decay_schedule` from the decay registry."""
     if not method.masks_change:
         return None
     assert schedule.update_frequency is not None and schedule.end_when is not None  # set whenever masks change
     pruning = method.kind == PRUNING
-    drop_fraction = None if pruning else float(option(masking_cfg, "prune_rate", method.drop_fraction))
+    drop_fraction = None if pruning else _given(settings.prune_rate, method.drop_fraction)
     return make_decay(
         method,
-        option(masking_cfg, "decay_schedule", method.decay_schedule),
+        _given(settings.decay_schedule, method.decay_schedule),
         drop_fraction=drop_fraction,
-        density=float(masking_cfg.density) if pruning else 1.0,
+        density=_pruning_density(settings) if pruning else 1.0,
         start_when=schedule.start_when,
         last_step=pruning_end(schedule) if pruning else schedule.end_when,
         interval=schedule.update_frequency,
@@ -154,25 +157,35 @@ def _decay(method: Method, masking_cfg: DictConfig, schedule: Schedule) -> Decay
     )
 
 
-def build_masking(cfg: DictConfig, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule) -> Masking:
+def _given(value: Any, fallback: Any) -> Any:
+    """A setting the option leaves out (or sets to null) is the method table's: `fallback`."""
+    return fallback if value is None else value
+
+
+def build_masking(
+    cfg: DictConfig | RunConfig, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule
+) -> Masking:
     """The Masking of `masking.name`: its entry in the method table, with the run's settings and schedule
     (`methods.build` makes the same from Python arguments)."""
-    settings = cfg.masking
-    method = method_table.get(settings.name, "masking")
+    config = check_config(cfg)
+    settings = config.masking
+    method = settings.method
     common: dict[str, Any] = {
-        "seed": int(cfg.seed),
-        "low_memory": bool(option(settings, "low_memory", False)),
+        "seed": config.seed,
+        "low_memory": bool(settings.low_memory),
         "total_steps": schedule.total_steps,
     }
     if method.kind == DENSE:  # Small_Dense's narrowing is the model's (build_model)
         return assemble(method, model, optimizer, None, density=1.0, **common)
     lottery_path = None
-    sparse_init = option(settings, "sparse_init", method.cli_defaults.sparse_init)
+    sparse_init = _given(settings.sparse_init, method.cli_defaults.sparse_init)
     if method.from_saved_masks:
+        assert settings.lottery_mask_path is not None  # checked: a saved-masks method needs it
         lottery_path = resolve_mask_path(settings.lottery_mask_path)
-        sparse_init = method_table.saved_masks_init(bool(option(settings, "shuffle", False)))
+        sparse_init = method_table.saved_masks_init(bool(settings.shuffle))
     # Pruning starts dense; saved masks set the density themselves.
-    density = 1.0 if lottery_path is not None or method.kind == PRUNING else float(settings.density)
+    density = 1.0 if lottery_path is not None or method.kind == PRUNING else settings.density
+    assert density is not None  # checked: every method that uses a density has one
     # Pruning's end is inclusive (its last pruning step); Masking's `end_when` is the first step without updates.
     end_when = pruning_end(schedule) + 1 if method.kind == PRUNING else schedule.end_when
     return assemble(
@@ -183,11 +196,11 @@ def build_masking(cfg: DictConfig, model: nn.Module, optimizer: torch.optim.Opti
         lottery_path,
         density=density,
         sparse_init=sparse_init,
-        prune_mode=option(settings, "prune_mode", method.prune_mode),
-        growth_mode=option(settings, "growth_mode", method.growth_mode),
-        redistribution_mode=option(settings, "redistribution_mode", method.redistribution_mode),
-        dense_gradients=bool(option(settings, "dense_gradients", method.dense_gradients)),
-        keep_grown_momentum=bool(option(settings, "keep_grown_momentum", False)),
+        prune_mode=_given(settings.prune_mode, method.prune_mode),
+        growth_mode=_given(settings.growth_mode, method.growth_mode),
+        redistribution_mode=_given(settings.redistribution_mode, method.redistribution_mode),
+        dense_gradients=bool(_given(settings.dense_gradients, method.dense_gradients)),
+        keep_grown_momentum=bool(settings.keep_grown_momentum),
         update_frequency=schedule.update_frequency,
         start_when=schedule.start_when,
         end_when=end_when,

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
+from sparselearning.conf.schema import RunConfig, SplitDatasetConfig
 from sparselearning.core import MASKABLE_TYPES, Masking
 from sparselearning.counting.inference import count_inference_flops, layer_densities
 from sparselearning.counting.tracker import track_flops
@@ -30,7 +31,6 @@ from sparselearning.data.split import resplit
 from sparselearning.errors import SparseLearningError, first_line
 from sparselearning.funcs.decay import MagnitudePruneDecay
 from sparselearning.io import atomic_save
-from sparselearning.method_table import get as method_entry
 from sparselearning.runs import directory, files
 from sparselearning.runs.identity import directory_hash, group_hash, run_settings
 from sparselearning.runs.masks import pack_masks
@@ -103,30 +103,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _dataset_options(cfg: DictConfig) -> dict[str, Any]:
-    settings = cfg.dataset
-    if settings.name == "Synthetic":
-        return {
-            "num_classes": int(settings.num_classes),
-            "shape": tuple(settings.shape),
-            "train": int(settings.train_size),
-            "val": int(settings.val_size),
-            "test": int(settings.test_size),
-            "seed": int(cfg.seed),
-        }
-    if settings.name in ("CIFAR10", "CIFAR100"):
-        return {"download": bool(option(settings, "download", False))}
-    return {}
-
-
-def _loaders(cfg: DictConfig, tensors: dict, info: DatasetInfo, device: torch.device, rank: int, world: int):
-    augment = option(cfg.dataset, "augment")
-    augment = info.augment if augment is None else bool(augment)
-    common: dict[str, Any] = {"mean": info.mean, "std": info.std, "seed": int(cfg.seed), "device": device}
+def _loaders(config: RunConfig, tensors: dict, info: DatasetInfo, device: torch.device, rank: int, world: int):
+    dataset = config.dataset
+    augment = info.augment if dataset.augment is None else dataset.augment
+    common: dict[str, Any] = {"mean": info.mean, "std": info.std, "seed": config.seed, "device": device}
     train = InMemoryLoader(
         tensors["train_images"],
         tensors["train_labels"],
-        int(cfg.dataset.batch_size),
+        dataset.batch_size,
         shuffle=True,
         drop_last=True,
         augment=augment,
@@ -134,7 +118,7 @@ def _loaders(cfg: DictConfig, tensors: dict, info: DatasetInfo, device: torch.de
         world_size=world,
         **common,
     )
-    evaluation = int(option(cfg.dataset, "test_batch_size", 1000))
+    evaluation = dataset.test_batch_size
     val = InMemoryLoader(tensors["val_images"], tensors["val_labels"], evaluation, shuffle=False, **common)
     test = InMemoryLoader(tensors["test_images"], tensors["test_labels"], evaluation, shuffle=False, **common)
     return train, val, test
@@ -169,30 +153,32 @@ class Run:
     """The objects of one run and the operations on them; `execute()` trains, evaluates and summarises."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
-        check_config(cfg)
-        self.cfg = cfg
+        self.config: RunConfig = check_config(cfg)  # the typed settings the run reads
+        self.cfg = cfg  # as composed: the run's identity and config.yaml are computed from it
         self.run_dir = Path(run_dir)
         self.rank, self.world = distributed.rank_and_world()
         self.is_main = self.rank == 0
         self.settings = run_settings(plain_config(cfg), self.world)
-        self.device = resolve_device(str(cfg.device)) if not distributed.is_active() else distributed.device()
-        torch.manual_seed(int(cfg.seed))
-        root = option(cfg.dataset, "root")
-        self.tensors, self.info = load_dataset(cfg.dataset.name, root=root, **_dataset_options(cfg))
-        if option(cfg.dataset, "val_fraction") is not None:
-            self.tensors = resplit(self.tensors, cfg.dataset.val_fraction)
+        config = self.config
+        self.device = resolve_device(config.device) if not distributed.is_active() else distributed.device()
+        torch.manual_seed(config.seed)
+        dataset = config.dataset
+        options = dataset.loader_options(config.seed)
+        self.tensors, self.info = load_dataset(dataset.name, root=dataset.root, **options)
+        if isinstance(dataset, SplitDatasetConfig) and dataset.val_fraction is not None:
+            self.tensors = resplit(self.tensors, dataset.val_fraction)
         self.train_loader, self.val_loader, self.test_loader = _loaders(
-            cfg, self.tensors, self.info, self.device, self.rank, self.world
+            config, self.tensors, self.info, self.device, self.rank, self.world
         )
         if len(self.train_loader) == 0:
             examples = len(self.tensors["train_labels"])
             raise SparseLearningError(
-                f"dataset.batch_size={cfg.dataset.batch_size} is larger than the training set ({examples} examples"
+                f"dataset.batch_size={dataset.batch_size} is larger than the training set ({examples} examples"
                 f"{f' shared by {self.world} processes' if self.world > 1 else ''}); lower dataset.batch_size"
             )
-        self.schedule: Schedule = schedule_for(cfg, len(self.train_loader))
+        self.schedule: Schedule = schedule_for(config, len(self.train_loader))
         self.model = build_model(cfg, self.info).to(self.device)
-        channels_last = option(cfg, "channels_last", "auto")
+        channels_last = config.channels_last
         use_cl = (channels_last == "auto" and self.device.type == "cpu" and _uses_conv(self.model)) or (
             channels_last is True
         )
@@ -200,13 +186,13 @@ class Run:
         if use_cl:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.network = distributed.wrap(self.model, self.device)
-        self.optimizer = build_optimizer(cfg, self.model)
-        self.scheduler = build_scheduler(cfg, self.optimizer, self.schedule.total_steps)
-        self.masking: Masking = build_masking(cfg, self.model, self.optimizer, self.schedule)
+        self.optimizer = build_optimizer(config, self.model)
+        self.scheduler = build_scheduler(config, self.optimizer, self.schedule.total_steps)
+        self.masking: Masking = build_masking(config, self.model, self.optimizer, self.schedule)
         track_flops(self.masking, self._example_input())
         distributed.configure_masking(self.masking, verify=bool(option(cfg, "verify_sync", False)))
-        self.amp_dtype, self.scaler = _mixed_precision(option(cfg, "mixed_precision", False), self.device)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=float(option(cfg.optimizer, "label_smoothing", 0.0)))
+        self.amp_dtype, self.scaler = _mixed_precision(config.mixed_precision, self.device)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.optimizer.label_smoothing)
         self.progress = Progress()
         self.epoch_state: EpochState | None = None
         self.checkpoint_dir = self.run_dir / directory.CHECKPOINTS
@@ -263,7 +249,7 @@ class Run:
 
     def try_resume(self) -> bool:
         path = self.checkpoint_dir / "last.pt"
-        if not (bool(self.cfg.resume) and path.exists()):
+        if not (self.config.resume and path.exists()):
             return False
         state = load_checkpoint(path, self.settings, self.schedule.epochs, self.schedule.steps_per_epoch)
         try:
@@ -340,7 +326,7 @@ class Run:
     def _full_width_reference(self) -> tuple[float, int]:
         """Dense FLOPs per example and masked-layer weights of the full-width model (Small_Dense compares
         against it; every other method against its own dense model)."""
-        if self.cfg.masking.name != "Small_Dense":
+        if self.config.masking.name != "Small_Dense":
             return self.inference_flops().dense, self.masking.total_params
         reference_cfg = OmegaConf.merge(self.cfg, {"masking": {"name": "Dense"}})
         assert isinstance(reference_cfg, DictConfig)
@@ -350,7 +336,7 @@ class Run:
         return count_inference_flops(reference, self._example_input()).dense, weights
 
     def train_flops_fraction(self) -> float:
-        kind = method_entry(self.cfg.masking.name).flops_kind  # how the method table counts its FLOPs
+        kind = self.config.masking.method.flops_kind  # how the method table counts its FLOPs
         mean_fraction = self.masking.avg_inference_FLOPs / self.masking.dense_FLOPs
         if kind == "pruning":
             decay = self.masking.prune_rate_decay
@@ -382,13 +368,13 @@ class Run:
         """Train one epoch from `self.progress.batch` on; a stop signal saves mid-epoch and raises."""
         self.train_loader.set_epoch(epoch)
         self.network.train()
-        interval = int(self.cfg.log_interval)
+        interval = self.config.log_interval
         first = self.progress.batch
         bar = tqdm(
             self.train_loader.batches(first),
             total=len(self.train_loader) - first,
             desc=f"epoch {epoch + 1}/{self.schedule.epochs}",
-            disable=not (self.is_main and bool(option(self.cfg, "progress", True))),
+            disable=not (self.is_main and self.config.progress),
             leave=False,
             dynamic_ncols=True,
         )
@@ -496,7 +482,7 @@ class Run:
         log = MetricsLog(self.run_dir, self.progress.step if resumed else None, enabled=self.is_main)
         try:
             self._write_config()
-            val_interval = max(1, int(option(self.cfg, "val_interval", 1)))
+            val_interval = self.config.val_interval
             for epoch in range(self.progress.epoch, self.schedule.epochs):
                 started = time.perf_counter()
                 state = self.epoch_state or EpochState(
@@ -546,13 +532,13 @@ class Run:
         ever = self.masking.ever_active
         itop = sum(int(m.sum()) for m in ever.values()) / max(1, self.masking.total_params) if ever else None
         summary = {
-            "method": str(self.cfg.masking.name),
-            "dataset": str(self.cfg.dataset.name),
+            "method": self.config.masking.name,
+            "dataset": self.config.dataset.name,
             "model": _model_name(self.cfg),
-            "seed": int(self.cfg.seed),
+            "seed": self.config.seed,
             "epochs": self.schedule.epochs,
             "steps": self.progress.step,
-            "target_density": option(self.cfg.masking, "density"),
+            "target_density": self.cfg.masking.get("density"),  # as given: 1 stays 1 in summary.json
             "density": self.masking.stats.total_nonzero / reference_weights,
             "active_weights": self.masking.stats.total_nonzero,
             "masked_weights": self.masking.total_params,
@@ -581,7 +567,7 @@ class Run:
             atomic_save(masks, self.run_dir / directory.FINAL_MASKS, self.run_dir)
             text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
             files.write_text(self.run_dir / directory.SUMMARY, text, self.run_dir)
-            if bool(option(self.cfg, "plots", True)):
+            if self.config.plots:
                 from sparselearning.viz.run_plots import plot_run  # here: matplotlib loads only when plotting
 
                 plot_run(self.run_dir, summary)
