@@ -10,6 +10,7 @@ import re
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from sparselearning import method_table
 from sparselearning.errors import SparseLearningError, print_failure
@@ -65,10 +66,44 @@ def check_composes(arguments: list[str]) -> None:
 
     try:
         with initialize_config_module("sparselearning.conf", version_base=None):
-            compose("config", overrides=arguments, return_hydra_config=True)
+            try:
+                compose("config", overrides=arguments, return_hydra_config=True)
+            except (HydraException, OmegaConfBaseException, ValueError) as error:
+                lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+                unknown = _unknown_key(error, arguments, compose)
+                raise SparseLearningError(unknown or " ".join(lines[:2]) or type(error).__name__) from None
     except (HydraException, OmegaConfBaseException, ValueError) as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         raise SparseLearningError(" ".join(lines[:2]) or type(error).__name__) from None
+
+
+def _unknown_key(error: BaseException, arguments: list[str], compose: Any) -> str | None:
+    """For `masking.densty=0.1`: Hydra's first sentence, then which group has no such key, the value given and
+    the keys it does have (found by composing the same groups without that override)."""
+    from omegaconf import OmegaConf
+
+    cause = error.__cause__
+    key = getattr(cause, "full_key", None)
+    text = str(error)
+    if not key or not text.startswith(f"Could not override '{key}'."):
+        return None
+    parent, _, name = str(key).rpartition(".")
+    rest = [argument for argument in arguments if argument.partition("=")[0].lstrip("+~") != key]
+    given = next((argument.partition("=")[2] for argument in arguments if argument.partition("=")[0] == key), "")
+    try:
+        node = compose("config", overrides=rest)
+        container = OmegaConf.select(node, parent) if parent else node
+    except Exception:  # the other overrides have their own mistake: Hydra's words alone
+        return None
+    if not OmegaConf.is_dict(container):
+        return None
+    where = (
+        f"{parent}={container.get('name')}"
+        if parent in GROUPS and "name" in container
+        else parent or "the configuration"
+    )
+    allowed = ", ".join(sorted(str(k) for k in container if k != "hydra"))
+    return f"Could not override '{key}'. {where} has no key '{name}' (given {given}); allowed: {allowed}"
 
 
 def check_no_callbacks(arguments: list[str]) -> None:

@@ -11,12 +11,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from sparselearning.conf import schema
 from sparselearning.errors import SparseLearningError, SparseLearningWarning, first_line, one_line, print_failure
 from sparselearning.runs import naming
 from sparselearning.train import distributed
 from sparselearning.train.stopping import StopRequested
 
 naming.register()  # ${sl_run_hash:} in the default run and sweep directories
+schema.register()  # the typed settings, as schema/<group>/<option> in Hydra's ConfigStore
 
 
 def _all_weights(summary: dict[str, Any]) -> str:
@@ -55,13 +57,16 @@ def format_results(summary: dict[str, Any], run_dir: Path, plots: bool = True) -
 def hydra_main(cfg: DictConfig) -> float | None:
     """Train one configuration; returns the test accuracy (for Hydra sweepers)."""
     from sparselearning.train.loop import train
+    from sparselearning.train.settings import check_config
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     joined = False
     rank = 0
+    plots = True
     try:
-        timeout = float(cfg.get("distributed_timeout_s", 300) or 300)
-        joined = distributed.init_from_environment(timeout)
+        config = check_config(cfg)
+        plots = config.plots
+        joined = distributed.init_from_environment(config.distributed_timeout_s)
         rank = distributed.rank_and_world()[0]
         with warnings.catch_warnings():
             warnings.simplefilter("default", SparseLearningWarning)
@@ -85,7 +90,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
         if joined:
             distributed.shutdown()
     if rank == 0:
-        print(format_results(summary, run_dir, plots=bool(cfg.get("plots", True))))
+        print(format_results(summary, run_dir, plots=plots))
     return float(summary["test_accuracy"])
 
 
