@@ -37,8 +37,6 @@ from sparselearning.coverage import (
     coverage_records,
     dense_share_warning,
     format_coverage,
-    matching_weight_names,
-    owner_type,
     weight_aliases,
     weight_tensors,
 )
@@ -67,6 +65,7 @@ from sparselearning.masking.apply import (
 from sparselearning.masking.observers import EverActive, FlopsSource, MaskObserver
 from sparselearning.masking.records import MaskDict, MaskedParameter, ParameterDict
 from sparselearning.masking.schedule import UpdateSchedule, advance_decay
+from sparselearning.masking.selection import Candidate, chosen_by, masked_by_default, weight_candidates
 from sparselearning.masking.topology import TopologyChange, redistribution_shares, regrowth_counts
 from sparselearning.misuse import require_momentum, stray_weights_error, unmatched_exclude_error, warn_user
 from sparselearning.ops.rng import generator_for
@@ -95,9 +94,10 @@ def unwrap_model(module: nn.Module) -> nn.Module:
 class Masking:
     """Wraps PyTorch model parameters with a sparse mask.
 
-    Creates a bool mask for the weight of every Linear and convolution layer of the model (never biases or
-    normalisation parameters). Masked weights, and every optimizer state tensor shaped like a masked weight,
-    are exactly zero after every `step()`.
+    Creates a bool mask for the weight of every Linear, convolution, multi-head attention and recurrent layer of
+    the model, and of any other weight tensor `add_module(include=[...])` names (never biases, normalisation
+    parameters or other one-dimensional ones). Masked weights, and every optimizer state tensor shaped like a
+    masked weight, are exactly zero after every `step()`.
 
     Removing layers: `remove_weight(name)` (exact parameter or module name), `remove_weight_partial_name(part)`
     and `remove_type(nn_type)`; or pass them as `add_module(model, exclude=[...])` so the initial density is
@@ -239,54 +239,63 @@ class Masking:
         lottery_mask_path: str | Path | None = None,
         *,
         exclude: Iterable[str | type[nn.Module]] = (),
+        include: Iterable[str | type[nn.Module]] = (),
     ) -> None:
         """Register the model (bare or DDP-wrapped), build its initial masks and zero what they mask.
 
+        What is masked (`sparselearning.masking.selection`): by default the weights of Linear, Conv*,
+        MultiheadAttention (its input projections) and RNN/LSTM/GRU layers; `include` adds other weight tensors
+        (an embedding table, a custom module's matrix), `exclude` keeps some dense. Entries of both are glob
+        patterns on parameter names, exact parameter or module names, parts of names, or module classes (which
+        cover everything inside such a module). A string entry that matches no weight tensor is refused, naming
+        the closest names.
+
         :param module: the model
         :param lottery_mask_path: saved masks for the lottery-ticket inits
-        :param exclude: layers to keep dense, as exact or partial names or module types; a name that matches
-            no weight tensor of the model is refused, naming the closest ones
+        :param exclude: weights to keep dense
+        :param include: weights to mask beyond the default ones
         """
         if self._initialised:
             raise SparseLearningError("add_module() was already called on this Masking; create a new one per model")
         self.module = unwrap_model(module)
         self._weights = weight_tensors(self.module)
-        owners: dict[int, tuple[nn.Parameter, list[tuple[str, nn.Module]]]] = {}
-        for module_name, layer in self.module.named_modules(remove_duplicate=False):
-            weight = getattr(layer, "weight", None)
+        candidates = weight_candidates(self.module)
+        included: set[int] = set()
+        for entry in include:
+            chosen = chosen_by(self.module, entry, candidates)
+            if not chosen and isinstance(entry, str):
+                raise unmatched_exclude_error(entry, [n for c in candidates for n in c.names], option="include")
+            included.update(id(c.parameter) for c in chosen)
+        for candidate in candidates:
             # Frozen weights are never masked: they never change (listed as "frozen" in `coverage`).
-            if isinstance(layer, MASKABLE_TYPES) and isinstance(weight, nn.Parameter) and weight.requires_grad:
-                _, holders = owners.setdefault(id(weight), (weight, []))
-                if all(held is not layer for _, held in holders):
-                    holders.append((module_name, layer))
-        for weight, holders in owners.values():
-            module_name = holders[0][0]
-            name = f"{module_name}.weight" if module_name else "weight"
-            mask = torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
-            self.records[name] = MaskedParameter(name, weight, tuple(holders), len(self.records), mask)
+            default = any(masked_by_default(h.module, h.attribute) for h in candidate.holdings)
+            if candidate.parameter.requires_grad and (default or id(candidate.parameter) in included):
+                weight = candidate.parameter
+                # A tied weight is known by its name in a module that masks it by default (a tied LM head, not the
+                # embedding table), so its name does not change with the order of the model's modules.
+                holdings = sorted(candidate.holdings, key=lambda h: not masked_by_default(h.module, h.attribute))
+                mask = torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
+                record = MaskedParameter(holdings[0].name, weight, tuple(holdings), len(self.records), mask)
+                self.records[record.name] = record
         for item in exclude:
-            self._exclude(item)
+            self._exclude(item, candidates)
         if not self.records:
             raise SparseLearningError(
-                f"{type(self.module).__name__} has no layer to mask: Masking masks the weights of nn.Linear and "
-                "nn.Conv* layers (after exclusions) and found none"
+                f"{type(self.module).__name__} has no layer to mask: Masking masks the weights of nn.Linear, "
+                "nn.Conv*, nn.MultiheadAttention and RNN/LSTM/GRU layers and what include=[...] names (after "
+                "exclusions), and found none"
             )
         self.init(lottery_mask_path)
         self._report_coverage()
 
-    def _exclude(self, item: str | type[nn.Module]) -> None:
+    def _exclude(self, item: str | type[nn.Module], candidates: list[Candidate]) -> None:
         """Keep the weights an exclude entry names dense, and remember that this was the user's choice."""
         model = self.module
         assert model is not None, "called by add_module"
-        aliases = weight_aliases(model)
-        if isinstance(item, type):
-            chosen = [p for name, p in aliases if issubclass(owner_type(model, name), item)]
-        else:
-            names = matching_weight_names(item, [name for name, _ in aliases])
-            if not names:
-                raise unmatched_exclude_error(item, [name for name, _ in aliases])
-            chosen = [p for name, p in aliases if name in names]
-        chosen_ids = {id(p) for p in chosen}
+        chosen = chosen_by(model, item, candidates)
+        if not chosen and isinstance(item, str):
+            raise unmatched_exclude_error(item, [name for c in candidates for name in c.names])
+        chosen_ids = {id(c.parameter) for c in chosen}
         self._dense_reasons.update(dict.fromkeys(chosen_ids, EXCLUDED))
         for name in [n for n, record in self.records.items() if id(record.parameter) in chosen_ids]:
             self._forget(name)

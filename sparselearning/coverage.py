@@ -16,7 +16,7 @@ from torch import nn
 # Why a weight tensor is left dense.
 EXCLUDED = "excluded"  # the user asked for it (exclude=[...], remove_weight, remove_weight_partial_name, remove_type)
 FROZEN = "frozen"  # requires_grad=False: never masked, its values never change
-UNSUPPORTED = "unsupported"  # its module type is not one Masking masks (attention in_proj, Embedding, RNN, ...)
+UNSUPPORTED = "unsupported"  # not masked by default (an Embedding, a custom module's matrix) and not included
 SPARSE_INIT = "sparse_init"  # the initial-mask scheme keeps it dense (channel-wise inits keep Linear layers dense)
 
 # Reasons that do not come from a choice the user made: weights left dense by them are worth a warning.
@@ -51,7 +51,7 @@ class WeightCoverage:
         return {
             EXCLUDED: "excluded",
             FROZEN: "frozen, requires_grad=False",
-            UNSUPPORTED: f"{self.module_type} weights are not masked",
+            UNSUPPORTED: f"{self.module_type} weights are masked only when included",
             SPARSE_INIT: "kept dense by sparse_init",
         }.get(self.reason, self.reason)
 
@@ -147,16 +147,9 @@ def dense_share_warning(records: Iterable[WeightCoverage]) -> str | None:
     more = f" and {len(dense) - 3} more" if len(dense) > 3 else ""
     return (
         f"{held / total:.1%} of the model's weights ({held:,} of {total:,}) stay dense and outside the density: "
-        f"{named}{more}; pass exclude=[...] to keep them dense on purpose, see masking.coverage"
+        f"{named}{more}; pass include=[...] to mask them or exclude=[...] to keep them dense on purpose, see "
+        "masking.coverage"
     )
-
-
-def matching_weight_names(entry: str, names: Iterable[str]) -> list[str]:
-    """Weight names an exclude entry means: the exact name or module name if one exists, else every name
-    that contains it."""
-    names = list(names)
-    exact = [n for n in names if n == entry or n == f"{entry}.weight"]
-    return exact or [n for n in names if entry in n]
 
 
 def closest_names(entry: str, names: Iterable[str], count: int = 3) -> list[str]:

@@ -5,7 +5,8 @@
     loss.backward()
     masking.step()          # instead of optimizer.step()
 
-Every function also takes `exclude=[...]` (layer names, partial names or module types kept dense) and any
+Every function also takes `exclude=[...]` and `include=[...]` (weights kept dense, or masked beyond the default
+Linear, Conv, attention and recurrent weights: glob patterns, names, partial names or module classes) and any
 other `Masking` keyword. Unlike a bare `Masking`, the builders refuse a density at which some masked layer
 would get no active weight (`allow_empty_layers=False`), and the ones that know `total_steps` pass it on, so
 stepping past the planned end warns. Dynamic methods update masks every `update_frequency` steps until `end_fraction` of
@@ -55,6 +56,7 @@ def assemble(
     settings and the schedule come from. Layers left without an active weight are refused by default.
     """
     exclude = masking_options.pop("exclude", ())
+    include = masking_options.pop("include", ())
     verify_sync = bool(masking_options.pop("verify_sync", False))
     settings: dict[str, Any] = {
         "prune_mode": method.prune_mode,
@@ -65,7 +67,7 @@ def assemble(
         **masking_options,
     }
     masking = Masking(optimizer, decay, observers=[MaskAgreement()] if verify_sync else [], **settings)
-    masking.add_module(model, lottery_mask_path=lottery_mask_path, exclude=exclude)
+    masking.add_module(model, lottery_mask_path=lottery_mask_path, exclude=exclude, include=include)
     return masking
 
 
@@ -212,7 +214,8 @@ def build(name: str, model: nn.Module, optimizer: Optimizer, **options: Any) -> 
     - drop-and-grow methods: `total_steps`, `drop_fraction`, `update_frequency`, `end_fraction`, `decay_schedule`;
     - pruning methods: `total_steps`, `start_fraction`, `end_fraction`, `interval`, `decay_schedule`;
     - masks from a saved run: `lottery_mask_path` (required) and `shuffle`;
-    - every method: `exclude` and any other `Masking` keyword (`growth_mode`, `seed`, `low_memory`, ...).
+    - every method: `exclude`, `include` and any other `Masking` keyword (`growth_mode`, `seed`, `low_memory`,
+      ...).
 
     A setting that does not fit the method (RigL with the `magnitude-prune` schedule) is refused in one line.
 

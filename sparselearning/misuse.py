@@ -69,12 +69,13 @@ def stray_weights_error(stray: dict[str, int]) -> SparseLearningError:
     )
 
 
-def unmatched_exclude_error(entry: str, names: Iterable[str]) -> SparseLearningError:
-    """The error for an exclude entry that names no weight of the model, with the nearest names."""
+def unmatched_exclude_error(entry: str, names: Iterable[str], option: str = "exclude") -> SparseLearningError:
+    """The error for an exclude (or include) entry that names no weight of the model, with the nearest names."""
     names = list(names)
     close = closest_names(entry, names)
     hint = f"closest names: {', '.join(close)}" if close else f"weight names look like: {', '.join(names[:3])}"
-    return SparseLearningError(f"exclude entry {entry!r} matches no weight tensor of the model; {hint}")
+    never = "; biases, norms and 1-d parameters are never masked" if option == "include" else ""
+    return SparseLearningError(f"{option} entry {entry!r} matches no weight tensor of the model{never}; {hint}")
 
 
 def warn_user(message: str) -> None:

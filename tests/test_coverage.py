@@ -67,16 +67,16 @@ def _nonzero_weights(model: nn.Module) -> tuple[int, int]:
 
 EXPECTED = [
     ("embed.weight", (50, 16), False, UNSUPPORTED, "Embedding"),
-    ("encoder.layers.0.self_attn.in_proj_weight", (48, 16), False, UNSUPPORTED, "MultiheadAttention"),
+    ("encoder.layers.0.self_attn.in_proj_weight", (48, 16), True, "", "MultiheadAttention"),
     ("encoder.layers.0.self_attn.out_proj.weight", (16, 16), True, "", "NonDynamicallyQuantizableLinear"),
     ("encoder.layers.0.linear1.weight", (32, 16), True, "", "Linear"),
     ("encoder.layers.0.linear2.weight", (16, 32), True, "", "Linear"),
-    ("encoder.layers.1.self_attn.in_proj_weight", (48, 16), False, UNSUPPORTED, "MultiheadAttention"),
+    ("encoder.layers.1.self_attn.in_proj_weight", (48, 16), True, "", "MultiheadAttention"),
     ("encoder.layers.1.self_attn.out_proj.weight", (16, 16), True, "", "NonDynamicallyQuantizableLinear"),
     ("encoder.layers.1.linear1.weight", (32, 16), True, "", "Linear"),
     ("encoder.layers.1.linear2.weight", (16, 32), True, "", "Linear"),
-    ("lstm.weight_ih_l0", (32, 16), False, UNSUPPORTED, "LSTM"),
-    ("lstm.weight_hh_l0", (32, 8), False, UNSUPPORTED, "LSTM"),
+    ("lstm.weight_ih_l0", (32, 16), True, "", "LSTM"),
+    ("lstm.weight_hh_l0", (32, 8), True, "", "LSTM"),
     ("head.weight", (4, 8), True, "", "Linear"),
 ]
 
@@ -93,19 +93,19 @@ def test_the_table_shows_sizes_shares_and_reasons() -> None:
     masking = _quiet_rigl(SequenceNet())
     lines = masking.coverage_table().splitlines()
     assert masking.coverage_table() == format_coverage(masking.coverage)
-    assert lines[0] == "weight coverage: 7 of 12 weight tensors masked, holding 2,592 of 5,696 weights (45.5%)"
+    assert lines[0] == "weight coverage: 11 of 12 weight tensors masked, holding 4,896 of 5,696 weights (86.0%)"
     columns = [re.split(r"\s{2,}", line.strip()) for line in lines[1:]]
     assert columns[0] == ["tensor", "shape", "weights", "share", "status"]
-    assert columns[1] == ["embed.weight", "50x16", "800", "14.0%", "dense: Embedding weights are not masked"]
-    assert columns[2] == [
-        "encoder.layers.0.self_attn.in_proj_weight",
-        "48x16",
-        "768",
-        "13.5%",
-        "dense: MultiheadAttention weights are not masked",
+    assert columns[1] == [
+        "embed.weight",
+        "50x16",
+        "800",
+        "14.0%",
+        "dense: Embedding weights are masked only when included",
     ]
+    assert columns[2] == ["encoder.layers.0.self_attn.in_proj_weight", "48x16", "768", "13.5%", "masked"]
     assert columns[3] == ["encoder.layers.0.self_attn.out_proj.weight", "16x16", "256", "4.5%", "masked"]
-    assert columns[11] == ["lstm.weight_hh_l0", "32x8", "256", "4.5%", "dense: LSTM weights are not masked"]
+    assert columns[11] == ["lstm.weight_hh_l0", "32x8", "256", "4.5%", "masked"]
     assert columns[-1] == ["head.weight", "4x8", "32", "0.6%", "masked"]
     assert len(lines) == 2 + 12
 
@@ -115,10 +115,9 @@ def test_add_module_logs_the_table_and_warns_about_unintended_dense_weights(capl
         masking = _rigl(SequenceNet())
     assert len(caught) == 1
     assert str(caught[0].message) == (
-        "54.5% of the model's weights (3,104 of 5,696) stay dense and outside the density: embed.weight (Embedding "
-        "weights are not masked), encoder.layers.0.self_attn.in_proj_weight (MultiheadAttention weights are not "
-        "masked), encoder.layers.1.self_attn.in_proj_weight (MultiheadAttention weights are not masked) and 2 more; "
-        "pass exclude=[...] to keep them dense on purpose, see masking.coverage"
+        "14.0% of the model's weights (800 of 5,696) stay dense and outside the density: embed.weight (Embedding "
+        "weights are masked only when included); pass include=[...] to mask them or exclude=[...] to keep them "
+        "dense on purpose, see masking.coverage"
     )
     assert caught[0].filename == __file__, "the warning points at the caller's line"
     assert masking.coverage_table() in caplog.text
@@ -189,9 +188,9 @@ def test_model_weight_density_counts_every_weight_tensor_exactly() -> None:
     masking = _quiet_rigl(model)
     stats = masking.stats
     assert (stats.model_weight_nonzero, stats.model_weight_total) == _nonzero_weights(model)
-    assert stats.model_weight_nonzero == 259 + 3104  # round(0.1 * 2592) active masked weights + the dense ones
-    assert stats.model_weight_density == pytest.approx((259 + 3104) / 5696)
-    assert stats.total_density == pytest.approx(259 / 2592), "the masked-weights density is unchanged"
+    assert stats.model_weight_nonzero == 490 + 800  # round(0.1 * 4896) active masked weights + the dense embedding
+    assert stats.model_weight_density == pytest.approx((490 + 800) / 5696)
+    assert stats.total_density == pytest.approx(490 / 4896), "the masked-weights density is unchanged"
     _train(model, masking, 7)  # two mask updates: grown weights start at zero
     stats = masking.stats
     assert (stats.model_weight_nonzero, stats.model_weight_total) == _nonzero_weights(model)

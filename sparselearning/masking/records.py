@@ -13,13 +13,27 @@ import torch
 from torch import nn
 
 
+@dataclass(frozen=True)
+class Holding:
+    """One place where the model holds a parameter: the module's name, the module, the attribute."""
+
+    module_name: str
+    module: nn.Module
+    attribute: str
+
+    @property
+    def name(self) -> str:
+        """The parameter's fully qualified name here."""
+        return f"{self.module_name}.{self.attribute}" if self.module_name else self.attribute
+
+
 @dataclass(eq=False)
 class MaskedParameter:
     """A masked parameter and its mask.
 
     :param name: its key in `Masking.mask_dict` (the first fully qualified name under which the model holds it)
     :param parameter: the parameter itself
-    :param owners: every (module name, module) holding it as a direct attribute; more than one when it is tied
+    :param owners: every place holding it as a direct attribute; more than one when it is tied
     :param index: its registration order, which keys its random streams (stable across runs and ranks)
     :param mask: bool, shaped like the parameter; True where the weight is active
     :param float_mask: the mask as 0.0/1.0 in the parameter's dtype, cached for the per-step multiply (None while
@@ -29,7 +43,7 @@ class MaskedParameter:
 
     name: str
     parameter: nn.Parameter
-    owners: tuple[tuple[str, nn.Module], ...]
+    owners: tuple[Holding, ...]
     index: int
     mask: torch.Tensor
     float_mask: torch.Tensor | None = None
@@ -38,13 +52,12 @@ class MaskedParameter:
     @property
     def owner(self) -> nn.Module:
         """The first module that holds the parameter."""
-        return self.owners[0][1]
+        return self.owners[0].module
 
     @property
     def aliases(self) -> tuple[str, ...]:
         """Every fully qualified name under which the model holds the parameter (tied parameters have several)."""
-        attribute = self.name.rsplit(".", 1)[-1]
-        return tuple(f"{module}.{attribute}" if module else attribute for module, _ in self.owners)
+        return tuple(holding.name for holding in self.owners)
 
     @property
     def numel(self) -> int:

@@ -50,20 +50,23 @@ class Probe:
 
 
 class RowTransformer(nn.Module):
-    """Reads a 28x28 image as 28 rows: a Linear row embedding, self-attention, an LSTM and a Linear head.
+    """Reads a 28x28 image as 28 rows: a Linear row embedding plus a learned position table, self-attention, an
+    LSTM and a Linear head.
 
-    Its attention and LSTM weights are not masked by default, so a run of it shows what stays dense.
+    Its attention and LSTM weights are masked by default; the position table (an `nn.Embedding`) is not, so a run
+    of it shows what stays dense.
     """
 
     def __init__(self, num_classes: int = 10, width: int = 32) -> None:
         super().__init__()
         self.embed = nn.Linear(28, width)
+        self.position = nn.Embedding(28, width)
         self.attention = nn.MultiheadAttention(width, num_heads=4, batch_first=True)
         self.lstm = nn.LSTM(width, width, batch_first=True)
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        rows = self.embed(inputs.reshape(inputs.shape[0], 28, 28))
+        rows = self.embed(inputs.reshape(inputs.shape[0], 28, 28)) + self.position.weight
         attended, _ = self.attention(rows, rows, rows, need_weights=False)
         states, _ = self.lstm(attended)
         return self.head(states[:, -1])

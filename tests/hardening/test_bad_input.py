@@ -65,8 +65,8 @@ CONFIG_ROWS = [
     ("device=tpu", "unknown device 'tpu'; allowed: auto, cpu, cuda"),
     (
         "+model._target_=tests.hardening.models.NoWeights",
-        "NoWeights has no layer to mask: Masking masks the weights of nn.Linear and nn.Conv* layers "
-        "(after exclusions) and found none",
+        "NoWeights has no layer to mask: Masking masks the weights of nn.Linear, nn.Conv*, nn.MultiheadAttention "
+        "and RNN/LSTM/GRU layers and what include=[...] names (after exclusions), and found none",
     ),
 ]
 

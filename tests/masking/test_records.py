@@ -7,14 +7,14 @@ import torch
 from torch import nn
 
 from sparselearning.core import Masking
-from sparselearning.masking.records import MaskDict, MaskedParameter, ParameterDict
+from sparselearning.masking.records import Holding, MaskDict, MaskedParameter, ParameterDict
 
 
 def _record(name: str = "fc.weight", shape: tuple[int, ...] = (3, 4)) -> MaskedParameter:
     layer = nn.Linear(shape[1], shape[0])
     mask = torch.zeros(shape, dtype=torch.bool)
     mask[0, :2] = True
-    return MaskedParameter(name, layer.weight, (("fc", layer),), 0, mask)
+    return MaskedParameter(name, layer.weight, (Holding("fc", layer, "weight"),), 0, mask)
 
 
 def test_a_record_counts_its_mask_and_caches_the_float_form() -> None:
@@ -70,6 +70,6 @@ def test_a_tied_parameter_is_one_record_that_knows_both_owners() -> None:
     assert list(masking.records) == ["encoder.weight", "head.weight"]
     tied = masking.records["encoder.weight"]
     assert tied.aliases == ("encoder.weight", "decoder.weight")
-    assert [module for _, module in tied.owners] == [model.encoder, model.decoder]
+    assert [holding.module for holding in tied.owners] == [model.encoder, model.decoder]
     assert masking.total_params == 64 + 16, "the shared weight is counted once"
     assert [r.index for r in masking.records.values()] == [0, 1]

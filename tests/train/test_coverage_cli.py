@@ -14,16 +14,17 @@ def test_the_table_the_warning_and_both_densities(tmp_path: Path, capsys) -> Non
     run = tmp_path / "run"
     assert run_cli(train_command(run, *MODEL)) == 0
     printed = capsys.readouterr()
-    assert "weight coverage: 3 of 6 weight tensors masked, holding 2,240 of 13,504 weights (16.6%)" in printed.out
-    assert "attention.in_proj_weight   96x32          3,072   22.7%  dense: MultiheadAttention" in printed.out
-    assert "lstm.weight_hh_l0          128x32         4,096   30.3%  dense: LSTM weights are not masked" in printed.out
+    assert "weight coverage: 6 of 7 weight tensors masked, holding 13,504 of 14,400 weights (93.8%)" in printed.out
+    assert "position.weight            28x32            896    6.2%  dense: Embedding weights are masked" in printed.out
+    assert "attention.in_proj_weight   96x32          3,072   21.3%  masked" in printed.out
+    assert "lstm.weight_hh_l0          128x32         4,096   28.4%  masked" in printed.out
     warnings = [line for line in printed.err.splitlines() if line.startswith("warning: ")]
-    assert len(warnings) == 1 and "83.4% of the model's weights (11,264 of 13,504) stay dense" in warnings[0]
+    assert len(warnings) == 1 and "6.2% of the model's weights (896 of 14,400) stay dense" in warnings[0]
     summary = json.loads((run / "summary.json").read_text())
-    assert (summary["active_weights"], summary["masked_weights"]) == (224, 2240)
-    assert (summary["weight_nonzero"], summary["weight_total"]) == (224 + 11_264, 13_504)
-    assert summary["weight_density"] == (224 + 11_264) / 13_504
-    assert "all weights      0.8507 nonzero (11488 of 13504 weights" in printed.out
+    assert (summary["active_weights"], summary["masked_weights"]) == (1350, 13_504)
+    assert (summary["weight_nonzero"], summary["weight_total"]) == (1350 + 896, 14_400)
+    assert summary["weight_density"] == (1350 + 896) / 14_400
+    assert "all weights      0.1560 nonzero (2246 of 14400 weights" in printed.out
 
 
 def test_a_fully_masked_model_gets_no_warning_and_equal_densities(tmp_path: Path, capsys) -> None:

@@ -1,0 +1,123 @@
+"""What Masking masks by default, and what include/exclude entries (patterns, names, classes) change."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from sparselearning import methods
+from sparselearning.core import Masking
+from sparselearning.errors import SparseLearningError
+from sparselearning.masking.selection import chosen_by, masked_by_default, weight_candidates
+
+
+class Tagger(nn.Module):
+    """Token embedding, one Transformer encoder layer, a bidirectional GRU and a Linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(30, 16)
+        self.block = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True)
+        self.gru = nn.GRU(16, 8, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        states, _ = self.gru(self.block(self.embed(tokens)))
+        return self.head(states[:, -1])
+
+
+DEFAULT = [
+    "block.self_attn.in_proj_weight",
+    "block.self_attn.out_proj.weight",
+    "block.linear1.weight",
+    "block.linear2.weight",
+    "gru.weight_ih_l0",
+    "gru.weight_hh_l0",
+    "gru.weight_ih_l0_reverse",
+    "gru.weight_hh_l0_reverse",
+    "head.weight",
+]
+
+
+def _masking(model: nn.Module, density: float = 0.2, **options) -> Masking:
+    masking = Masking(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), density=density)
+    masking.add_module(model, **options)
+    return masking
+
+
+def test_attention_projections_and_recurrent_weights_are_masked_by_default() -> None:
+    masking = _masking(Tagger(), exclude=["embed"])
+    assert list(masking.mask_dict) == DEFAULT
+    assert not any(masked_by_default(nn.LayerNorm(4), name) for name in ("weight", "bias"))
+    assert masked_by_default(nn.LSTM(4, 4, proj_size=2), "weight_hr_l0")
+
+
+def test_separate_query_key_value_projections_are_masked() -> None:
+    attention = nn.MultiheadAttention(8, 2, kdim=6, vdim=4)
+    masking = _masking(nn.ModuleDict({"attn": attention}))
+    assert list(masking.mask_dict) == [
+        "attn.q_proj_weight", "attn.k_proj_weight", "attn.v_proj_weight", "attn.out_proj.weight",
+    ]  # fmt: skip
+
+
+def test_include_adds_an_embedding_by_class_or_pattern_and_the_density_stays_exact() -> None:
+    by_class = _masking(Tagger(), include=[nn.Embedding])
+    by_pattern = _masking(Tagger(), include=["emb*"])
+    assert list(by_class.mask_dict) == list(by_pattern.mask_dict) == ["embed.weight", *DEFAULT]
+    total = sum(mask.numel() for mask in by_class.mask_dict.values())
+    assert by_class.stats.total_nonzero == round(0.2 * total)
+    assert all(not r.reason for r in by_class.coverage), "every weight tensor is masked"
+
+
+def test_exclude_by_container_class_keeps_everything_inside_it_dense() -> None:
+    masking = _masking(Tagger(), exclude=["embed", nn.TransformerEncoderLayer])
+    assert list(masking.mask_dict) == DEFAULT[4:]
+    dense = {r.name: r.reason for r in masking.coverage if not r.masked}
+    assert set(dense) == {"embed.weight", *DEFAULT[:4]} and set(dense.values()) == {"excluded"}
+
+
+def test_exclude_by_glob_and_by_module_name() -> None:
+    assert list(_masking(Tagger(), exclude=["embed", "gru.*_reverse"]).mask_dict) == [*DEFAULT[:6], "head.weight"]
+    # A module's name covers everything inside it, its sub-modules too.
+    assert list(_masking(Tagger(), exclude=["embed", "block.self_attn"]).mask_dict) == DEFAULT[2:]
+
+
+@pytest.mark.parametrize(
+    ("option", "entry", "message"),
+    [
+        ("include", "embedding", "include entry 'embedding' matches no weight tensor of the model; biases, norms and "
+         "1-d parameters are never masked; closest names: embed, embed.weight"),
+        ("include", "head.bias", "include entry 'head.bias' matches no weight tensor"),
+        ("exclude", "gru.*_l1", "exclude entry 'gru.*_l1' matches no weight tensor of the model"),
+    ],
+)  # fmt: skip
+def test_an_entry_that_matches_nothing_is_refused_in_one_line(option: str, entry: str, message: str) -> None:
+    with pytest.raises(SparseLearningError) as caught:
+        _masking(Tagger(), **{option: [entry]})
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_the_partial_name_rule_of_the_seed_still_applies() -> None:
+    model = Tagger()
+    candidates = weight_candidates(model)
+    assert [c.name for c in chosen_by(model, "linear", candidates)] == ["block.linear1.weight", "block.linear2.weight"]
+
+
+def test_masked_attention_and_recurrent_weights_stay_exactly_zero_while_training() -> None:
+    torch.manual_seed(0)
+    model = Tagger()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    masking = methods.rigl(model, optimizer, density=0.2, total_steps=30, update_frequency=4, include=["embed"])
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(13):
+        optimizer.zero_grad()
+        tokens = torch.randint(0, 30, (8, 7), generator=generator)
+        nn.functional.cross_entropy(model(tokens), torch.randint(0, 5, (8,), generator=generator)).backward()
+        masking.step()
+    assert masking.mask_step == 13
+    for name, mask in masking.mask_dict.items():
+        weight = masking.params[name].detach()
+        assert int(torch.count_nonzero(weight[~mask])) == 0, name
+    assert masking.stats.total_nonzero == round(0.2 * masking.total_params)
+    assert masking.check() is None
