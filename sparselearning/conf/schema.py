@@ -489,6 +489,14 @@ def _masking(values: Mapping[str, Any]) -> MaskingConfig:
     return result
 
 
+def masking_settings(values: DictConfig | Mapping[str, Any]) -> MaskingConfig:
+    """The checked, typed form of a `masking` node that may leave keys out: absent keys take the method
+    table's command-line defaults (`method_table.cli_config`), as if the option's YAML file had been composed."""
+    given = _plain(values)
+    method = method_table.get(given.get("name"), "masking")  # type: ignore[arg-type]
+    return _masking({**method_table.cli_config(method), **given})
+
+
 def typed(cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
     """The checked, typed form of a composed configuration; refuses a bad one in one line
     (`SparseLearningError`), masking first, then the optimizer, the dataset and the top-level keys."""

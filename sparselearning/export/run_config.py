@@ -3,7 +3,8 @@
 The text is the checkpoint's "config" entry, or else the run directory's `config.yaml` (a regular file of at
 most `MAX_CONFIG_BYTES`), parsed with `yaml.safe_load`: no object tags. Export reads only the fields it
 needs: the `model` section (a registry name and its arguments), `dataset.name` (with `num_classes` and
-`shape` for Synthetic), and `masking.name` (with `masking.density` for Small_Dense, which narrows its models).
+`shape` for Synthetic), and `masking.name` (with `masking.density` when the method table says that the method
+narrows its models).
 
 Nothing is interpolated or resolved: a `${...}` in one of those fields is refused, because resolving it would
 read the environment or call a resolver that the file names. Interpolations elsewhere in the file (an
@@ -21,6 +22,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from sparselearning import method_table
 from sparselearning.data.registry import DatasetInfo
 from sparselearning.errors import SparseLearningError, first_line
 from sparselearning.models.arguments import registry_model_arguments
@@ -157,6 +159,16 @@ def dataset_info(config: RunConfig) -> Any:
     return DatasetInfo(name, num_classes, shape, (0.0,) * channels, (1.0,) * channels, augment=False)
 
 
+def _narrows_model(method_name: Any) -> bool:
+    """Whether the run's method trains a narrowed model (Small-Dense), by its entry in the method table. A method
+    this process does not know (registered by the run's own code) is taken to train the full width; a wrong guess
+    cannot pass unnoticed, because the stored weights then do not fit the rebuilt model."""
+    try:
+        return method_table.get(method_name, "masking.name").narrows_model
+    except SparseLearningError:
+        return False
+
+
 def model_spec(config: RunConfig, info: Any) -> dict[str, Any]:
     """The registry name and keyword arguments that rebuild the run's model (what training's `build_model`
     passes), from literal data only; a `model._target_` is refused with how to export such a model."""
@@ -171,12 +183,10 @@ def model_spec(config: RunConfig, info: Any) -> dict[str, Any]:
         raise SparseLearningError(
             f"model.name in {config.origin} must be a registry name, got {_short(config.model.get('name'))}"
         )
-    masking = {"name": _field(config, "masking", "name")}
-    if masking["name"] == "Small_Dense":
-        masking["density"] = _field(config, "masking", "density")
+    width = float(_field(config, "masking", "density")) if _narrows_model(_field(config, "masking", "name")) else 1.0
     try:
         # Interpolation-free by the checks above, so resolving inside registry_model_arguments has nothing to do.
-        name, kwargs = registry_model_arguments(OmegaConf.create({"model": config.model, "masking": masking}), info)
+        name, kwargs = registry_model_arguments(OmegaConf.create({"model": config.model}), info, width)
     except SparseLearningError as error:
         raise SparseLearningError(f"{error} (in {config.origin})") from None
     except Exception as error:

@@ -18,15 +18,19 @@ if TYPE_CHECKING:
     from sparselearning.data.registry import DatasetInfo
 
 
-def registry_model_arguments(cfg: DictConfig, info: DatasetInfo) -> tuple[str, dict[str, Any]]:
-    """The registry name and keyword arguments of a run's (non-`_target_`) model: what rebuilds it exactly.
+def registry_model_arguments(
+    cfg: DictConfig, info: DatasetInfo, width_density: float = 1.0
+) -> tuple[str, dict[str, Any]]:
+    """The registry name and keyword arguments of a run's (non-`_target_`) model `cfg.model`: what rebuilds it
+    exactly. Shared by `build_model` and `sparselearning export`.
 
-    The dataset gives the class count and the input shape; Small_Dense's `masking.density` narrows the model
-    (every other method trains the full width). Shared by `build_model` and `sparselearning export`.
+    The dataset gives the class count and the input shape. `width_density` narrows every width by its square
+    root; the callers pass the run's density for a method whose entry in the method table narrows the model
+    (Small-Dense) and 1.0 otherwise, so this module needs to know no method.
     """
     spec = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(spec, dict)
-    density = float(cfg.masking.density) if cfg.masking.name == "Small_Dense" else 1.0
+    density = float(width_density)
     name = check_choice("model", spec.pop("name", None), registry)
     channels, height, width = info.input_shape
     common = {"num_classes": info.num_classes, "density": density}

@@ -13,7 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from sparselearning import method_table
-from sparselearning.conf.schema import AdamConfig, MaskingConfig, RunConfig, SGDConfig
+from sparselearning.conf.schema import AdamConfig, MaskingConfig, RunConfig, SGDConfig, masking_settings
+from sparselearning.conf.schema import seed as checked_seed
 from sparselearning.core import Masking
 from sparselearning.data.registry import DatasetInfo
 from sparselearning.errors import SparseLearningError
@@ -30,7 +31,8 @@ NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 def build_model(cfg: DictConfig, info: DatasetInfo) -> nn.Module:
     """A model from the registry by `model.name`, or any importable class through `model._target_`.
 
-    Small_Dense narrows the registry models by sqrt(density); a custom `_target_` model gets the
+    A method that narrows the model (Small-Dense) scales the registry models' widths by sqrt(density); a custom
+    `_target_` model gets the
     `num_classes` of the dataset only when its config does not set it.
     """
     spec = OmegaConf.to_container(cfg.model, resolve=True)
@@ -48,8 +50,15 @@ def build_model(cfg: DictConfig, info: DatasetInfo) -> nn.Module:
         if not isinstance(model, nn.Module):
             raise SparseLearningError(f"model._target_={spec['_target_']} did not return a torch.nn.Module")
         return model
-    name, kwargs = registry_model_arguments(cfg, info)
+    name, kwargs = registry_model_arguments(cfg, info, width_density(cfg.masking))
     return model_registry[name](**kwargs)
+
+
+def width_density(masking: DictConfig) -> float:
+    """The density that narrows a run's registry model: the run's own for a method whose table entry narrows the
+    model (Small-Dense), 1.0 (full width) for every other."""
+    narrows = method_table.get(masking.name, "masking").narrows_model
+    return float(masking.density) if narrows else 1.0
 
 
 def _parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool) -> list[dict]:
@@ -166,12 +175,15 @@ def build_masking(
     cfg: DictConfig | RunConfig, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule
 ) -> Masking:
     """The Masking of `masking.name`: its entry in the method table, with the run's settings and schedule
-    (`methods.build` makes the same from Python arguments)."""
-    config = check_config(cfg)
-    settings = config.masking
+    (`methods.build` makes the same from Python arguments). `cfg` may be a whole run's configuration or only
+    `seed` and a `masking` node, whose absent keys then take the method table's defaults."""
+    if isinstance(cfg, RunConfig):
+        settings, seed = cfg.masking, cfg.seed
+    else:
+        settings, seed = masking_settings(cfg.masking), checked_seed(cfg.get("seed", 0), "seed")
     method = settings.method
     common: dict[str, Any] = {
-        "seed": config.seed,
+        "seed": seed,
         "low_memory": bool(settings.low_memory),
         "total_steps": schedule.total_steps,
     }

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from sparselearning.conf.schema import RunConfig, SplitDatasetConfig
-from sparselearning.core import MASKABLE_TYPES, Masking
+from sparselearning.core import Masking
 from sparselearning.counting.inference import count_inference_flops, layer_densities
 from sparselearning.counting.tracker import track_flops
 from sparselearning.counting.training import training_flops_fraction
@@ -31,6 +31,9 @@ from sparselearning.data.split import resplit
 from sparselearning.errors import SparseLearningError, first_line
 from sparselearning.funcs.decay import MagnitudePruneDecay
 from sparselearning.io import atomic_save
+from sparselearning.masking.selection import masked_by_default, weight_candidates
+from sparselearning.models import registry as model_registry
+from sparselearning.models.arguments import registry_model_arguments
 from sparselearning.runs import directory, files
 from sparselearning.runs.identity import directory_hash, group_hash, run_settings
 from sparselearning.runs.masks import pack_masks
@@ -46,7 +49,7 @@ from sparselearning.train.checkpoint import (
 )
 from sparselearning.train.evaluate import evaluate
 from sparselearning.train.logs import MetricsLog
-from sparselearning.train.settings import Schedule, check_config, option, schedule_for
+from sparselearning.train.settings import Schedule, check_config, schedule_for
 from sparselearning.train.stopping import SignalCatcher, StopRequested
 
 
@@ -190,7 +193,7 @@ class Run:
         self.scheduler = build_scheduler(config, self.optimizer, self.schedule.total_steps)
         self.masking: Masking = build_masking(config, self.model, self.optimizer, self.schedule)
         track_flops(self.masking, self._example_input())
-        distributed.configure_masking(self.masking, verify=bool(option(cfg, "verify_sync", False)))
+        distributed.configure_masking(self.masking, verify=self.config.verify_sync)
         self.amp_dtype, self.scaler = _mixed_precision(config.mixed_precision, self.device)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.optimizer.label_smoothing)
         self.progress = Progress()
@@ -324,15 +327,17 @@ class Run:
         return count_inference_flops(self.model, self._example_input(), densities)
 
     def _full_width_reference(self) -> tuple[float, int]:
-        """Dense FLOPs per example and masked-layer weights of the full-width model (Small_Dense compares
-        against it; every other method against its own dense model)."""
-        if self.config.masking.name != "Small_Dense":
+        """Dense FLOPs per example and maskable weights of the full-width model: a method that narrows its model
+        (Small-Dense) is compared against it, every other method against its own dense model."""
+        if not self.config.masking.method.narrows_model or "_target_" in self.cfg.model:
             return self.inference_flops().dense, self.masking.total_params
-        reference_cfg = OmegaConf.merge(self.cfg, {"masking": {"name": "Dense"}})
-        assert isinstance(reference_cfg, DictConfig)
-        reference = build_model(reference_cfg, self.info).to(self.device)
-        layers = [m for m in reference.modules() if isinstance(m, MASKABLE_TYPES)]
-        weights = sum(m.get_parameter("weight").numel() for m in layers)
+        name, kwargs = registry_model_arguments(self.cfg, self.info)  # full width
+        reference = model_registry[name](**kwargs).to(self.device)
+        weights = sum(
+            candidate.parameter.numel()
+            for candidate in weight_candidates(reference)
+            if any(masked_by_default(h.module, h.attribute) for h in candidate.holdings)
+        )
         return count_inference_flops(reference, self._example_input()).dense, weights
 
     def train_flops_fraction(self) -> float:

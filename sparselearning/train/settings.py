@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from sparselearning.conf.schema import RunConfig, typed
 from sparselearning.errors import SparseLearningError
@@ -28,13 +27,6 @@ class Schedule:
     update_frequency: int | None
     start_when: int
     end_when: int | None
-
-
-def option(cfg: DictConfig, key: str, default: Any = None) -> Any:
-    """`cfg.key`, or `default` when the key is absent or null. Superseded by the typed `RunConfig`; kept
-    only for the one line of `train.loop` that another change is rewriting at the same time."""
-    value = OmegaConf.select(cfg, key, default=None)
-    return default if value is None else value
 
 
 def check_config(cfg: DictConfig | RunConfig) -> RunConfig:

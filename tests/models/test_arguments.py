@@ -38,8 +38,12 @@ def test_each_registry_model_gets_the_dataset_shape_and_classes() -> None:
 
 
 def test_only_small_dense_narrows_the_model() -> None:
-    _, narrowed = registry_model_arguments(_config({"name": "lenet300-100"}, "Small_Dense", 0.25), MNIST)
-    _, full = registry_model_arguments(_config({"name": "lenet300-100"}, "SET", 0.25), MNIST)
+    from sparselearning.train.build import width_density
+
+    config = _config({"name": "lenet300-100"}, "Small_Dense", 0.25)
+    _, narrowed = registry_model_arguments(config, MNIST, width_density(config.masking))
+    other = _config({"name": "lenet300-100"}, "SET", 0.25)
+    _, full = registry_model_arguments(other, MNIST, width_density(other.masking))
     assert (narrowed["density"], full["density"]) == (0.25, 1.0)
     model = registry["lenet300-100"](**narrowed)
     assert [layer.out_features for layer in model.modules() if isinstance(layer, nn.Linear)] == [150, 50, 10]
