@@ -128,10 +128,7 @@ def auto_or_boolean(value: Any, name: str) -> bool | str:
     return value
 
 
-def seed(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SparseLearningError(f"{name} must be a whole number >= 0, got {value!r}")
-    return value
+seed = whole(0)  # a run's seed: any whole number from 0
 
 
 def setting(default: Any, check: Check | None = None, label: str = "") -> Any:
