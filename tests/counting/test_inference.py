@@ -64,3 +64,56 @@ def test_masking_flop_properties_follow_updates() -> None:
         masking.step()
     assert masking.avg_inference_FLOPs > 0
     assert min(masking.inference_FLOPs, 0.3 * 880) - 30 <= masking.avg_inference_FLOPs
+
+
+class _Sequence(nn.Module):
+    """Embedding tied to the output layer, one Transformer encoder layer and an LSTM: every kind of weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(30, 16)
+        self.block = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True)
+        self.lstm = nn.LSTM(16, 16, batch_first=True)
+        self.head = nn.Linear(16, 30, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        states, _ = self.lstm(self.block(self.embed(tokens)))
+        return self.head(states[:, -1])
+
+
+def test_attention_recurrent_and_tied_weights_are_credited_with_their_own_products() -> None:
+    from sparselearning.counting.inference import weight_flops
+
+    model = _Sequence().eval()
+    tokens = torch.randint(0, 30, (1, 7))
+    names = [
+        "block.self_attn.in_proj_weight", "block.self_attn.out_proj.weight", "block.linear1.weight",
+        "block.linear2.weight", "lstm.weight_ih_l0", "lstm.weight_hh_l0", "head.weight",
+    ]  # fmt: skip
+    total, per_weight = weight_flops(model, tokens, names)
+    # 2 x (rows x output x input) per weight: 7 tokens through q/k/v (48x16), out (16x16), the MLP (32x16, 16x32),
+    # the LSTM's 4 gates (64x16 input, 64x16 recurrent), and the head on the last step only (30x16).
+    assert per_weight == {
+        "block.self_attn.in_proj_weight": 2 * 7 * 48 * 16,
+        "block.self_attn.out_proj.weight": 2 * 7 * 16 * 16,
+        "block.linear1.weight": 2 * 7 * 32 * 16,
+        "block.linear2.weight": 2 * 7 * 16 * 32,
+        "lstm.weight_ih_l0": 2 * 7 * 64 * 16,
+        "lstm.weight_hh_l0": 2 * 7 * 64 * 16,
+        "head.weight": 2 * 30 * 16,
+    }
+    attention_scores = 2 * 2 * 4 * 7 * 7 * 4  # QK^T and AV, 4 heads of width 4: products with no weight
+    assert total == sum(per_weight.values()) + attention_scores
+    assert torch.backends.mha.get_fastpath_enabled(), "the fast path is back on after the count"
+    flops = count_inference_flops(model, tokens, {"block.self_attn.in_proj_weight": 0.25, "embed.weight": 0.5})
+    assert flops.dense == total
+    assert flops.sparse == total - 0.75 * 2 * 7 * 48 * 16 - 0.5 * 2 * 30 * 16, "the tie is found under either name"
+
+
+def test_counting_changes_no_state_of_the_model() -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 2)).train()
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    count_inference_flops(model, torch.randn(5, 4), {"0.weight": 0.5})
+    assert model.training
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
