@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +198,7 @@ class Masking:
         self._param_view = ParameterDict(self.records)
         self._stats = LayerStats()
         self.name2prune_rate: dict[str, float] = {}
+        self.density_overrides: dict[str, float] = {}  # masked parameter name -> its own density
         self.dense_layers: set[str] = set()
         self.mask_step = 0
         self.baseline_nonzero = 0
@@ -240,6 +241,7 @@ class Masking:
         *,
         exclude: Iterable[str | type[nn.Module]] = (),
         include: Iterable[str | type[nn.Module]] = (),
+        density_overrides: Mapping[str, float] | None = None,
     ) -> None:
         """Register the model (bare or DDP-wrapped), build its initial masks and zero what they mask.
 
@@ -254,6 +256,10 @@ class Masking:
         :param lottery_mask_path: saved masks for the lottery-ticket inits
         :param exclude: weights to keep dense
         :param include: weights to mask beyond the default ones
+        :param density_overrides: `{entry: density}` for masked weights that should hold their own density (an
+            entry as in `include`); the other weights share what remains by `sparse_init` (uniform, ER or ERK),
+            so the overall density stays exact. Dynamic methods keep each layer's count unless they
+            redistribute (SNFS moves them).
         """
         if self._initialised:
             raise SparseLearningError("add_module() was already called on this Masking; create a new one per model")
@@ -279,6 +285,7 @@ class Masking:
                 self.records[record.name] = record
         for item in exclude:
             self._exclude(item, candidates)
+        self._resolve_overrides(density_overrides or {}, candidates)
         if not self.records:
             raise SparseLearningError(
                 f"{type(self.module).__name__} has no layer to mask: Masking masks the weights of nn.Linear, "
@@ -287,6 +294,27 @@ class Masking:
             )
         self.init(lottery_mask_path)
         self._report_coverage()
+
+    def _resolve_overrides(self, overrides: Mapping[str, float], candidates: list[Candidate]) -> None:
+        """Per-tensor densities by masked parameter name, from entries; refused in one line when an entry names
+        no masked weight, two entries name the same one, or the init cannot honour them."""
+        if overrides and (self.sparse_init not in DENSITY_COUNTS or self.density >= 1.0):
+            raise SparseLearningError(
+                "density_overrides need a sparse run (density < 1) with a uniform, ER or ERK sparse_init "
+                f"({', '.join(DENSITY_COUNTS)}); got density {self.density} and sparse_init {self.sparse_init!r}"
+            )
+        model = self.module
+        assert model is not None, "called by add_module"
+        masked = {id(record.parameter): name for name, record in self.records.items()}
+        for entry, density in overrides.items():
+            check_density(density, f"density_overrides[{entry!r}]")
+            names = [masked[id(c.parameter)] for c in chosen_by(model, entry, candidates) if id(c.parameter) in masked]
+            if not names:
+                raise unmatched_exclude_error(entry, list(self.records), option="density_overrides")
+            for name in names:
+                if name in self.density_overrides:
+                    raise SparseLearningError(f"density_overrides name {name!r} twice (the second time as {entry!r})")
+                self.density_overrides[name] = float(density)
 
     def _exclude(self, item: str | type[nn.Module], candidates: list[Candidate]) -> None:
         """Keep the weights an exclude entry names dense, and remember that this was the user's choice."""
@@ -786,6 +814,7 @@ class Masking:
         record = self.records.pop(name)
         self._dense_reasons.setdefault(id(record.parameter), self._removal_reason)
         self.dense_layers.discard(name)
+        self.density_overrides.pop(name, None)
         for observer in self.observers:
             observer.forget(name)
         if self._initialised:

@@ -6,7 +6,8 @@
     masking.step()          # instead of optimizer.step()
 
 Every function also takes `exclude=[...]` and `include=[...]` (weights kept dense, or masked beyond the default
-Linear, Conv, attention and recurrent weights: glob patterns, names, partial names or module classes) and any
+Linear, Conv, attention and recurrent weights: glob patterns, names, partial names or module classes),
+`density_overrides={entry: density}` (per-tensor densities, the rest solved so the total stays exact) and any
 other `Masking` keyword. Unlike a bare `Masking`, the builders refuse a density at which some masked layer
 would get no active weight (`allow_empty_layers=False`), and the ones that know `total_steps` pass it on, so
 stepping past the planned end warns. Dynamic methods update masks every `update_frequency` steps until `end_fraction` of
@@ -57,6 +58,7 @@ def assemble(
     """
     exclude = masking_options.pop("exclude", ())
     include = masking_options.pop("include", ())
+    overrides = masking_options.pop("density_overrides", None)
     verify_sync = bool(masking_options.pop("verify_sync", False))
     settings: dict[str, Any] = {
         "prune_mode": method.prune_mode,
@@ -67,7 +69,9 @@ def assemble(
         **masking_options,
     }
     masking = Masking(optimizer, decay, observers=[MaskAgreement()] if verify_sync else [], **settings)
-    masking.add_module(model, lottery_mask_path=lottery_mask_path, exclude=exclude, include=include)
+    masking.add_module(
+        model, lottery_mask_path=lottery_mask_path, exclude=exclude, include=include, density_overrides=overrides
+    )
     return masking
 
 

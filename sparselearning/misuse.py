@@ -75,7 +75,8 @@ def unmatched_exclude_error(entry: str, names: Iterable[str], option: str = "exc
     close = closest_names(entry, names)
     hint = f"closest names: {', '.join(close)}" if close else f"weight names look like: {', '.join(names[:3])}"
     never = "; biases, norms and 1-d parameters are never masked" if option == "include" else ""
-    return SparseLearningError(f"{option} entry {entry!r} matches no weight tensor of the model{never}; {hint}")
+    what = "masked weight tensor" if option == "density_overrides" else "weight tensor of the model"
+    return SparseLearningError(f"{option} entry {entry!r} matches no {what}{never}; {hint}")
 
 
 def warn_user(message: str) -> None:

@@ -125,28 +125,6 @@ def _fill_random(masking: Masking, counts: dict[str, int], stream: int = INIT_ST
         masking.mask_dict[name] = fresh.view(mask.shape).to(mask.device)
 
 
-def random_init(masking: Masking, **kwargs: Any) -> None:
-    """Uniform density: every layer holds the same fraction of its weights.
-
-    As in RigL, a first layer that is a convolution stays dense (it is small and costly to sparsify); the
-    other layers then share what remains of the budget, so the overall density is still exact.
-
-    :param masking: Masking instance (its `density`, `mask_dict` and generators are used)
-    """
-    sizes = {name: mask.numel() for name, mask in masking.mask_dict.items()}
-    _fill_random(masking, uniform_counts(sizes, masking.density, masking.is_conv(next(iter(sizes)))))
-
-
-def erdos_renyi_init(masking: Masking, is_kernel: bool = True, **kwargs: Any) -> None:
-    """ER (`is_kernel=False`) or ERK (`is_kernel=True`) layer densities, exact in total.
-
-    :param masking: Masking instance
-    :param is_kernel: use ERK (True), ER (False)
-    """
-    shapes = {name: mask.shape for name, mask in masking.mask_dict.items()}
-    _fill_random(masking, erdos_renyi_counts(shapes, masking.density, is_kernel))
-
-
 # The inits whose per-layer counts follow from `density` alone, and how they count.
 DENSITY_COUNTS: dict[str, Callable[[dict[str, torch.Size], float, bool], dict[str, int]]] = {
     "random": lambda shapes, density, first_is_conv: uniform_counts(
@@ -155,6 +133,66 @@ DENSITY_COUNTS: dict[str, Callable[[dict[str, torch.Size], float, bool], dict[st
     "erdos-renyi": lambda shapes, density, first_is_conv: erdos_renyi_counts(shapes, density, False),
     "erdos-renyi-kernel": lambda shapes, density, first_is_conv: erdos_renyi_counts(shapes, density, True),
 }
+
+
+def counts_with_overrides(
+    masking: Masking, counts: Callable[[dict[str, torch.Size], float, bool], dict[str, int]]
+) -> dict[str, int]:
+    """Whole active counts per layer: `round(d * size)` for a layer with a per-tensor density `d`
+    (`masking.density_overrides`), and the scheme's `counts` for the others, solved for what remains of the
+    budget, so the network still holds exactly `round(density * masked weights)` active weights.
+
+    :param masking: Masking instance (its `density`, `density_overrides` and `mask_dict` are used)
+    :param counts: the scheme: (shapes, density, first layer is a convolution) -> counts
+    """
+    shapes = {name: mask.shape for name, mask in masking.mask_dict.items()}
+    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+    overrides = {name: d for name, d in masking.density_overrides.items() if name in shapes}
+    if not overrides:
+        return counts(shapes, masking.density, masking.is_conv(next(iter(shapes))))
+    fixed = {name: round(density * sizes[name]) for name, density in overrides.items()}
+    rest = {name: shape for name, shape in shapes.items() if name not in fixed}
+    budget = round(masking.density * sum(sizes.values()))
+    remaining, room = budget - sum(fixed.values()), sum(sizes[name] for name in rest)
+    if not 0 <= remaining <= room or (not rest and remaining):
+        reach = (sum(fixed.values()), sum(fixed.values()) + room)
+        raise SparseLearningError(
+            f"density_overrides fix {sum(fixed.values()):,} active weights in {len(fixed)} tensor(s), so the overall "
+            f"density can only be between {reach[0] / sum(sizes.values()):.6g} and "
+            f"{reach[1] / sum(sizes.values()):.6g}, not {masking.density}"
+        )
+    if not rest:
+        return fixed
+    solved = counts(rest, remaining / room, masking.is_conv(next(iter(rest))))
+    return {name: fixed[name] if name in fixed else solved[name] for name in shapes}
+
+
+def random_init(masking: Masking, **kwargs: Any) -> None:
+    """Uniform density: every layer holds the same fraction of its weights.
+
+    As in RigL, a first layer that is a convolution stays dense (it is small and costly to sparsify); the
+    other layers then share what remains of the budget, so the overall density is still exact. Layers with a
+    per-tensor density (`density_overrides`) keep it, and the others share what remains.
+
+    :param masking: Masking instance (its `density`, `mask_dict` and generators are used)
+    """
+    _fill_random(masking, counts_with_overrides(masking, DENSITY_COUNTS["random"]))
+
+
+def erdos_renyi_init(masking: Masking, is_kernel: bool = True, **kwargs: Any) -> None:
+    """ER (`is_kernel=False`) or ERK (`is_kernel=True`) layer densities, exact in total.
+
+    A weight of any shape with two or more dimensions takes part: ER counts its first two dimensions (outputs,
+    inputs), ERK all of them. A stacked projection (an attention layer's `in_proj_weight`, 3E x E, or a recurrent
+    layer's four gates, 4H x input) counts as one matrix of that shape. Layers with a per-tensor density
+    (`density_overrides`) keep it, and the others share what remains by ER/ERK.
+
+    :param masking: Masking instance
+    :param is_kernel: use ERK (True), ER (False)
+    """
+    _fill_random(
+        masking, counts_with_overrides(masking, DENSITY_COUNTS["erdos-renyi-kernel" if is_kernel else "erdos-renyi"])
+    )
 
 
 def smallest_density(sparse_init: str, shapes: dict[str, torch.Size], first_is_conv: bool = False) -> float:

@@ -22,7 +22,8 @@ class MaskingView(Protocol):
     """The members of `Masking` that rule functions use.
 
     - `mask_dict`: bool mask per masked parameter name; `params`: the parameters themselves
-    - `density`: the target fraction of active masked weights; `total_params`: how many weights are masked
+    - `density`: the target fraction of active masked weights; `density_overrides`: per-tensor densities by name;
+      `total_params`: how many weights are masked
     - `sparse_init`: the initial-mask scheme's name; `stats`: counts per layer after the last update
     - `prune_rate`: the drop fraction now; `prune_rate_decay`: its schedule; `name2prune_rate`: per layer
     - `generator(name, purpose)`: the random stream for a decision on a layer at this step
@@ -39,6 +40,7 @@ class MaskingView(Protocol):
     def params(self) -> Mapping[str, nn.Parameter]: ...
 
     density: float
+    density_overrides: dict[str, float]
     total_params: int
     sparse_init: str
     name2prune_rate: dict[str, float]

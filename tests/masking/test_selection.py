@@ -121,3 +121,59 @@ def test_masked_attention_and_recurrent_weights_stay_exactly_zero_while_training
         assert int(torch.count_nonzero(weight[~mask])) == 0, name
     assert masking.stats.total_nonzero == round(0.2 * masking.total_params)
     assert masking.check() is None
+
+
+@pytest.mark.parametrize("sparse_init", ["random", "erdos-renyi", "erdos-renyi-kernel"])
+def test_density_overrides_hold_per_tensor_and_the_total_stays_exact(sparse_init: str) -> None:
+    model = Tagger()
+    masking = Masking(torch.optim.SGD(model.parameters(), lr=0.1), density=0.3, sparse_init=sparse_init)
+    masking.add_module(model, exclude=["embed"], density_overrides={"block.self_attn.*": 0.5, "head": 1.0})
+    counts = {name: int(mask.sum()) for name, mask in masking.mask_dict.items()}
+    assert counts["block.self_attn.in_proj_weight"] == round(0.5 * 48 * 16)
+    assert counts["block.self_attn.out_proj.weight"] == round(0.5 * 16 * 16)
+    assert counts["head.weight"] == 5 * 16
+    assert masking.total_params == 3280 and sum(counts.values()) == round(0.3 * 3280)
+    assert masking.density_overrides == {
+        "block.self_attn.in_proj_weight": 0.5, "block.self_attn.out_proj.weight": 0.5, "head.weight": 1.0,
+    }  # fmt: skip
+
+
+def test_density_overrides_survive_drop_and_grow_updates() -> None:
+    torch.manual_seed(0)
+    model = Tagger()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    masking = methods.rigl(
+        model, optimizer, density=0.2, total_steps=40, update_frequency=3, exclude=["embed"],
+        density_overrides={"gru.*": 0.05},
+    )  # fmt: skip
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(10):
+        optimizer.zero_grad()
+        tokens = torch.randint(0, 30, (8, 7), generator=generator)
+        nn.functional.cross_entropy(model(tokens), torch.randint(0, 5, (8,), generator=generator)).backward()
+        masking.step()
+    assert masking.mask_step == 10
+    for name in ("gru.weight_ih_l0", "gru.weight_hh_l0_reverse"):
+        assert int(masking.mask_dict[name].sum()) == round(0.05 * masking.params[name].numel())
+    assert masking.stats.total_nonzero == round(0.2 * masking.total_params)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "options", "message"),
+    [
+        ({"head": 1.0, "block": 1.0}, {}, "density_overrides fix 2,128 active weights in 5 tensor(s), so the overall "
+         "density can only be between 0.64878 and 1, not 0.2"),
+        ({"gru.*": 0.0}, {}, "density_overrides['gru.*'] must be in (0, 1], got 0.0"),
+        ({"embed": 0.5}, {}, "density_overrides entry 'embed' matches no masked weight tensor"),
+        ({"head": 0.5, "head.weight": 0.3}, {}, "density_overrides name 'head.weight' twice (the second time as "
+         "'head.weight')"),
+        ({"head": 0.5}, {"sparse_init": "struct-random"}, "density_overrides need a sparse run (density < 1) with a "
+         "uniform, ER or ERK sparse_init"),
+    ],
+)  # fmt: skip
+def test_impossible_density_overrides_are_refused_in_one_line(overrides, options, message) -> None:
+    model = Tagger()
+    masking = Masking(torch.optim.SGD(model.parameters(), lr=0.1), density=0.2, **options)
+    with pytest.raises(SparseLearningError) as caught:
+        masking.add_module(model, exclude=["embed"], density_overrides=overrides)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
