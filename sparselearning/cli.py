@@ -88,6 +88,10 @@ def _unknown_key(error: BaseException, arguments: list[str], compose: Any) -> st
     if not key or not text.startswith(f"Could not override '{key}'."):
         return None
     parent, _, name = str(key).rpartition(".")
+    from sparselearning.conf.schema import OPTIONAL_KEYS
+
+    if key in OPTIONAL_KEYS:
+        return f"Could not override '{key}': it is optional and set with a leading +, as +{key}=..."
     rest = [argument for argument in arguments if argument.partition("=")[0].lstrip("+~") != key]
     given = next((argument.partition("=")[2] for argument in arguments if argument.partition("=")[0] == key), "")
     try:

@@ -131,6 +131,24 @@ def auto_or_boolean(value: Any, name: str) -> bool | str:
 seed = whole(0)  # a run's seed: any whole number from 0
 
 
+def entries(value: Any, name: str) -> list[str]:
+    """A list of include/exclude entries: parameter-name patterns, names or parts of names (text)."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) and item for item in value):
+        raise SparseLearningError(
+            f"{name} must be a list of parameter-name patterns such as [embed, 'blocks.*.mlp.*'], got {value!r}"
+        )
+    return list(value)
+
+
+def overrides(value: Any, name: str) -> dict[str, float]:
+    """`{pattern: density}` with every density in (0, 1]."""
+    if not isinstance(value, Mapping) or not value:
+        raise SparseLearningError(
+            f"{name} must be a mapping of parameter-name patterns to densities such as {{'head.*': 1.0}}, got {value!r}"
+        )
+    return {str(key): check_density(density, f"{name}[{key!r}]") for key, density in value.items()}
+
+
 def setting(default: Any, check: Check | None = None, label: str = "") -> Any:
     """A dataclass field with its check and, where messages name it differently, its label.
 
@@ -279,6 +297,10 @@ class MaskingConfig:
     start_when: int | None = setting(None, whole(0))
     end_when: int | None = setting(None, whole(0))
     low_memory: bool | None = setting(None, boolean)
+    # Optional keys (`+masking.include=[...]`): which weights are masked, and per-tensor densities.
+    include: list[str] | None = field(default=None, metadata={"check": entries, "label": ""})
+    exclude: list[str] | None = field(default=None, metadata={"check": entries, "label": ""})
+    density_overrides: dict[str, float] | None = field(default=None, metadata={"check": overrides, "label": ""})
 
     @property
     def method(self) -> method_table.Method:
@@ -484,6 +506,10 @@ def _masking(values: Mapping[str, Any]) -> MaskingConfig:
     result = _structured(MaskingConfig, given, "masking.")
     assert isinstance(result, MaskingConfig)
     return result
+
+
+# Keys a group accepts that no option file lists: given with a leading `+`.
+OPTIONAL_KEYS = ("masking.include", "masking.exclude", "masking.density_overrides")
 
 
 def masking_settings(values: DictConfig | Mapping[str, Any]) -> MaskingConfig:

@@ -184,6 +184,8 @@ def build_masking(
     method = settings.method
     common: dict[str, Any] = {
         "seed": seed,
+        "include": list(settings.include or ()),
+        "exclude": list(settings.exclude or ()),
         "low_memory": bool(settings.low_memory),
         "total_steps": schedule.total_steps,
     }
@@ -207,6 +209,7 @@ def build_masking(
         _decay(method, settings, schedule),
         lottery_path,
         density=density,
+        density_overrides=dict(settings.density_overrides or {}),
         sparse_init=sparse_init,
         prune_mode=_given(settings.prune_mode, method.prune_mode),
         growth_mode=_given(settings.growth_mode, method.growth_mode),

@@ -35,3 +35,26 @@ def test_a_fully_masked_model_gets_no_warning_and_equal_densities(tmp_path: Path
     summary = json.loads((run / "summary.json").read_text())
     assert summary["weight_total"] == summary["masked_weights"]
     assert summary["weight_nonzero"] == summary["active_weights"]
+
+
+def test_include_exclude_and_density_overrides_from_the_command_line(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    options = ["+masking.include=[position]", "+masking.exclude=[lstm]", "+masking.density_overrides={head:1.0}"]
+    assert run_cli(train_command(run, *MODEL, *options)) == 0
+    printed = capsys.readouterr()
+    assert "weight coverage: 5 of 7 weight tensors masked, holding 6,208 of 14,400 weights (43.1%)" in printed.out
+    assert "position.weight            28x32            896    6.2%  masked" in printed.out
+    assert "lstm.weight_hh_l0          128x32         4,096   28.4%  dense: excluded" in printed.out
+    assert not [line for line in printed.err.splitlines() if line.startswith("warning: ")], "excluded on purpose"
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["active_weights"], summary["masked_weights"]) == (round(0.1 * 6208), 6208)
+    assert summary["layer_density"]["head.weight"] == 1.0
+
+
+def test_optional_keys_without_the_plus_say_how_to_set_them(tmp_path: Path, capsys) -> None:
+    assert run_cli(train_command(tmp_path / "run", "masking.exclude=[lstm]")) == 2
+    error = capsys.readouterr().err
+    assert error == (
+        "error: Could not override 'masking.exclude': it is optional and set with a leading +, as "
+        "+masking.exclude=...\n"
+    )
