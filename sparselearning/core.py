@@ -80,15 +80,20 @@ MASKABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvN
 
 
 def unwrap_model(module: nn.Module) -> nn.Module:
-    """The model inside DistributedDataParallel / DataParallel, so weight names never carry `module.`.
+    """The model inside DistributedDataParallel / DataParallel and `torch.compile`, so weight names never carry
+    `module.` or `_orig_mod.`.
 
-    :param module: a model, possibly wrapped (several times)
+    :param module: a model, possibly wrapped (several times, in any order)
     :return: the innermost model
     """
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    while isinstance(module, wrappers):
-        module = module.module
-    return module
+    while True:
+        if isinstance(module, wrappers):
+            module = module.module
+        elif isinstance(inner := getattr(module, "_orig_mod", None), nn.Module):  # what torch.compile returns
+            module = inner
+        else:
+            return module
 
 
 class Masking:
