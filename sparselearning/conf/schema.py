@@ -227,6 +227,18 @@ class ModelConfig:
 
 
 @dataclass
+class VitConfig(ModelConfig):
+    """ViT-tiny for 28x28 images (`sparselearning.models.vit`)."""
+
+    name: str = setting("vit-tiny")
+    patch_size: int = setting(7, whole(1))
+    dim: int = setting(64, whole(1))
+    depth: int = setting(4, whole(1))
+    heads: int = setting(4, whole(1))
+    mlp_ratio: int = setting(2, whole(1))
+
+
+@dataclass
 class WideResNetConfig(ModelConfig):
     name: str = setting("wrn-22-2")
     depth: int = setting(22, whole(1))
@@ -370,11 +382,12 @@ MODELS: dict[str, ModelConfig] = {
     "lenet5": ModelConfig(name="lenet5"),
     "resnet50": ModelConfig(name="resnet50"),
     "wrn-22-2": WideResNetConfig(),
+    "vit-tiny": VitConfig(),
 }
 OPTIMIZER_OPTIONS: dict[str, OptimizerConfig] = {"SGD": SGDConfig(), "Adam": AdamConfig()}
 OPTIONS: dict[str, dict[str, Any]] = {"dataset": DATASETS, "model": MODELS, "optimizer": OPTIMIZER_OPTIONS}
 # Model names of the registry without an option of their own: typed as a plain model.
-_MODEL_CLASSES: dict[str, type[ModelConfig]] = {"wrn-22-2": WideResNetConfig}
+_MODEL_CLASSES: dict[str, type[ModelConfig]] = {"wrn-22-2": WideResNetConfig, "vit-tiny": VitConfig}
 
 
 def option_defaults(group: str, name: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from torch import nn
 from sparselearning.models.lenet5 import LeNet5
 from sparselearning.models.mlp import MLP, LeNet300100
 from sparselearning.models.resnet import ResNet, ResNet50
+from sparselearning.models.vit import VisionTransformer
 from sparselearning.models.wide_resnet import WideResNet
 
 registry: dict[str, Callable[..., nn.Module]] = {
@@ -18,6 +19,7 @@ registry: dict[str, Callable[..., nn.Module]] = {
     # depth and widen_factor are pinned here but keyword arguments still override them (eg: depth=28, widen_factor=10).
     "wrn-22-2": functools.partial(WideResNet, depth=22, widen_factor=2),
     "resnet50": ResNet50,
+    "vit-tiny": VisionTransformer,
 }
 
-__all__ = ["MLP", "LeNet5", "LeNet300100", "ResNet", "ResNet50", "WideResNet", "registry"]
+__all__ = ["MLP", "LeNet5", "LeNet300100", "ResNet", "ResNet50", "VisionTransformer", "WideResNet", "registry"]

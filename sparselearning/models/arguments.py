@@ -36,8 +36,8 @@ def registry_model_arguments(
     common = {"num_classes": info.num_classes, "density": density}
     if name == "lenet300-100":
         return name, {**common, "input_size": channels * height * width}
-    if name == "lenet5":
+    if name in ("lenet5", "vit-tiny"):
         if height != width:
-            raise SparseLearningError(f"lenet5 needs square images, got {height}x{width}")
-        return name, {**common, "in_channels": channels, "image_size": height}
+            raise SparseLearningError(f"{name} needs square images, got {height}x{width}")
+        return name, {**common, "in_channels": channels, "image_size": height, **spec}
     return name, {**common, "in_channels": channels, **spec}

@@ -76,7 +76,11 @@ MEANINGS: dict[str, dict[str, str]] = {
     },
     "model": {
         "name": "the model (the option's name); `model._target_=pkg.Class` builds any importable model instead",
-        "depth": "Wide ResNet depth (6n + 4)",
+        "depth": "Wide ResNet depth (6n + 4); ViT: the number of encoder blocks",
+        "patch_size": "ViT: side of the square patches (divides the image side)",
+        "dim": "ViT: width of the token embeddings (a multiple of `heads`)",
+        "heads": "ViT: attention heads per block",
+        "mlp_ratio": "ViT: width of each block's MLP over `dim`",
         "widen_factor": "Wide ResNet width multiplier",
         "dropout": "dropout rate inside each Wide ResNet block",
     },
