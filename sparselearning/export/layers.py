@@ -368,3 +368,170 @@ class BiasOnly(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def sparse_attention_supported(module: nn.Module) -> str | None:
+    """None when an `nn.MultiheadAttention` has a `SparseMultiheadAttention` form, else why not.
+
+    Supported: packed or separate q/k/v projections, with or without biases, batch-first or not. Not supported:
+    `add_bias_kv` and `add_zero_attn` (extra key/value rows the sparse form does not reproduce) and subclasses,
+    whose forward may differ.
+    """
+    if type(module) is not nn.MultiheadAttention:
+        return f"{type(module).__name__} is not an nn.MultiheadAttention"
+    if module.bias_k is not None or module.bias_v is not None:
+        return "add_bias_kv=True has no sparse form"
+    if module.add_zero_attn:
+        return "add_zero_attn=True has no sparse form"
+    return None
+
+
+def _linear_from(weight: torch.Tensor, bias: torch.Tensor | None, index_dtype: str | torch.dtype) -> SparseLinear:
+    """A `SparseLinear` computing `x W^T + b` for a raw (masked) weight and bias."""
+    crow, col, values = compress(weight.detach(), index_dtype)
+    out_features, in_features = weight.shape
+    return SparseLinear(crow, col, values, in_features, out_features, None if bias is None else bias.detach())
+
+
+class SparseMultiheadAttention(nn.Module):
+    """What an `nn.MultiheadAttention` computes in eval mode, with its four projections as CSR products.
+
+    `nn.MultiheadAttention` passes its weights straight to `F.multi_head_attention_forward` (its `out_proj`'s own
+    forward never runs), so replacing `out_proj` by a `SparseLinear` would change nothing, and a CSR tensor in its
+    place breaks it; this module replaces the whole layer instead: q, k and v are projected by their own CSR
+    matrices (the rows of a packed `in_proj_weight`), attention runs as in the dense layer (the scaled dot
+    product with the same masks, or with explicit weights when `need_weights`), then the output projection.
+    Dropout is left out: exported models run in eval mode.
+
+    It exposes what `nn.TransformerEncoderLayer` reads from its `self_attn` (`batch_first`, `num_heads`,
+    `_qkv_same_embed_dim`, `in_proj_weight`, `in_proj_bias`); the last three say "no packed dense projection",
+    which keeps the layer off its fused dense fast path, which would read the dense weights.
+    """
+
+    def __init__(
+        self,
+        q_proj: SparseLinear,
+        k_proj: SparseLinear,
+        v_proj: SparseLinear,
+        out_proj: SparseLinear,
+        num_heads: int,
+        *,
+        batch_first: bool,
+        packed: bool,
+    ) -> None:
+        super().__init__()
+        embed_dim = out_proj.out_features
+        if num_heads < 1 or embed_dim % num_heads:
+            raise SparseLearningError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        shapes = [(p.out_features, p.in_features) for p in (q_proj, k_proj, v_proj, out_proj)]
+        if any(rows != embed_dim for rows, _ in shapes) or shapes[0][1] != embed_dim or shapes[3][1] != embed_dim:
+            raise SparseLearningError(f"attention projections of shapes {shapes} do not fit embed_dim {embed_dim}")
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = q_proj, k_proj, v_proj, out_proj
+        self.embed_dim = embed_dim
+        self.kdim, self.vdim = k_proj.in_features, v_proj.in_features
+        self.num_heads = int(num_heads)
+        self.head_dim = embed_dim // self.num_heads
+        self.batch_first = bool(batch_first)
+        self.packed = bool(packed)  # whether the dense layer held one in_proj_weight (how it is saved)
+        self.dropout = 0.0
+        self._qkv_same_embed_dim = False
+        self.in_proj_weight: torch.Tensor | None = None
+        self.in_proj_bias: torch.Tensor | None = None
+
+    @classmethod
+    def from_dense(
+        cls, layer: nn.MultiheadAttention, index_dtype: str | torch.dtype = "auto"
+    ) -> SparseMultiheadAttention:
+        """The sparse form of a (masked) `nn.MultiheadAttention`; see `sparse_attention_supported`."""
+        reason = sparse_attention_supported(layer)
+        if reason is not None:
+            raise SparseLearningError(f"SparseMultiheadAttention cannot replace this layer: {reason}")
+        packed = bool(layer._qkv_same_embed_dim)
+        if packed:
+            weights = layer.in_proj_weight.detach().chunk(3)
+        else:
+            weights = (layer.q_proj_weight.detach(), layer.k_proj_weight.detach(), layer.v_proj_weight.detach())
+        biases = (None,) * 3 if layer.in_proj_bias is None else layer.in_proj_bias.detach().chunk(3)
+        q_proj, k_proj, v_proj = (_linear_from(w, b, index_dtype) for w, b in zip(weights, biases, strict=True))
+        out_proj = _linear_from(layer.out_proj.weight, layer.out_proj.bias, index_dtype)
+        return cls(q_proj, k_proj, v_proj, out_proj, layer.num_heads, batch_first=layer.batch_first, packed=packed)
+
+    def dense_state(self) -> dict[str, torch.Tensor]:
+        """The state dict of the `nn.MultiheadAttention` this module computes (how the file stores it)."""
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        dense = [p.csr_weight().to_dense() for p in projections]
+        state: dict[str, torch.Tensor] = {}
+        if self.packed:
+            state["in_proj_weight"] = torch.cat(dense)
+        else:
+            state.update(zip(("q_proj_weight", "k_proj_weight", "v_proj_weight"), dense, strict=True))
+        if self.q_proj.bias is not None:
+            state["in_proj_bias"] = torch.cat([p.bias for p in projections if p.bias is not None])
+        state["out_proj.weight"] = self.out_proj.csr_weight().to_dense()
+        if self.out_proj.bias is not None:
+            state["out_proj.bias"] = self.out_proj.bias
+        return state
+
+    @staticmethod
+    def _additive(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+        """A boolean mask (True = not allowed) as 0/-inf, a float one as it is: what the dense layer adds."""
+        if mask is None or mask.is_floating_point():
+            return mask
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(mask, float("-inf"))
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: torch.Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batched = query.dim() == 3
+        if not batched:  # one sequence: a batch of one, in (length, batch, features) layout
+            query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+            key_padding_mask = None if key_padding_mask is None else key_padding_mask.unsqueeze(0)
+        elif self.batch_first:
+            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+        length, batch, _ = query.shape
+        source = key.shape[0]
+        heads, head_dim = self.num_heads, self.head_dim
+        q = self.q_proj(query).reshape(length, batch * heads, head_dim).transpose(0, 1)
+        k = self.k_proj(key).reshape(source, batch * heads, head_dim).transpose(0, 1)
+        v = self.v_proj(value).reshape(source, batch * heads, head_dim).transpose(0, 1)
+        mask = self._additive(attn_mask, q.dtype)
+        if mask is None and is_causal:
+            causal = torch.ones(length, source, dtype=torch.bool, device=q.device).triu(1)
+            mask = self._additive(causal, q.dtype)
+        padding = self._additive(key_padding_mask, q.dtype)
+        if padding is not None:
+            padding = padding.view(batch, 1, 1, source).expand(-1, heads, -1, -1).reshape(batch * heads, 1, source)
+            mask = padding if mask is None else mask + padding
+        weights: torch.Tensor | None = None
+        if need_weights:
+            scores = torch.bmm(q * (1.0 / head_dim) ** 0.5, k.transpose(1, 2))
+            if mask is not None:
+                scores = scores + mask
+            weights = torch.softmax(scores, dim=-1)
+            output = torch.bmm(weights, v)
+        else:
+            if mask is not None and mask.dim() == 3:
+                mask = mask.unsqueeze(0) if mask.shape[0] == 1 else mask.view(batch, heads, -1, source)
+            q4, k4, v4 = (t.view(batch, heads, -1, head_dim) for t in (q, k, v))
+            output = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=mask).view(batch * heads, length, head_dim)
+        output = self.out_proj(output.transpose(0, 1).reshape(length * batch, self.embed_dim))
+        output = output.view(length, batch, self.embed_dim)
+        if weights is not None:
+            weights = weights.view(batch, heads, length, source)
+            if average_attn_weights:
+                weights = weights.mean(dim=1)
+        if not batched:
+            return output.squeeze(1), None if weights is None else weights.squeeze(0)
+        return (output.transpose(0, 1) if self.batch_first else output), weights
+
+    def extra_repr(self) -> str:
+        nnz = sum(p.nnz for p in (self.q_proj, self.k_proj, self.v_proj, self.out_proj))
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}, nnz={nnz}"

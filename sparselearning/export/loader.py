@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,11 +39,13 @@ from sparselearning.export.layers import (
     BiasOnly,
     SparseConv2d,
     SparseLinear,
+    SparseMultiheadAttention,
     csr_view,
+    sparse_attention_supported,
     sparse_conv_supported,
     validate_csr,
 )
-from sparselearning.export.serialize import FORMAT, build_model, layer_entry, owned_by
+from sparselearning.export.serialize import FORMAT, build_model, layer_entry, owned_by, tied_names
 from sparselearning.io import safe_load
 
 #: Weights a file may describe (or a "dense" entry expand to) per number it stores, beyond `ALWAYS_ALLOWED`.
@@ -163,6 +165,80 @@ def _dense_weight(model: nn.Module, fields: _Fields, state: dict[str, Any]) -> N
     state[key] = csr_view(crow, col, values, (rows, columns)).to_dense().reshape(shape)
 
 
+def _expand_tensor(key: Any, entry: Any, expected: Mapping[str, torch.Tensor], state: dict[str, Any]) -> None:
+    """A "tensors" entry: a state entry stored as CSR components, checked against the model's tensor of that
+    name and expanded into `state`."""
+    if not isinstance(key, str) or not isinstance(entry, Mapping):
+        raise SparseLearningError(f"tensors entry {_describe(key)} of the sparse model file is not a named dict")
+    fields = _Fields(entry, key)
+    shape = fields.ints("shape")
+    target = expected.get(key)
+    if target is None or list(target.shape) != shape or len(shape) < 2 or not target.is_floating_point():
+        found = "nothing" if target is None else f"a {target.dtype} tensor of shape {list(target.shape)}"
+        raise fields.fail(f"a compressed tensor of shape {shape}, the model has {found} there")
+    rows, columns = shape[0], math.prod(shape[1:])
+    crow, col, values = _csr_parts(fields, rows, columns, target.dtype)
+    stored = crow.numel() + col.numel() + values.numel()
+    if rows * columns > max(ALWAYS_ALLOWED, EXPANSION * stored):
+        raise fields.fail(
+            f"a compressed tensor of shape {shape} would expand {stored} stored numbers to {rows * columns} "
+            f"weights; at most {EXPANSION} per stored number (or {ALWAYS_ALLOWED} in all) are allowed"
+        )
+    if key in state:
+        raise fields.fail("it is stored twice, compressed and as a state entry")
+    state[key] = csr_view(crow, col, values, (rows, columns)).to_dense().reshape(shape)
+
+
+def _sparse_attention(model: nn.Module, fields: _Fields) -> None:
+    """A "csr_attention" entry: the model's layer there must be an attention with a sparse form."""
+    if set(fields.entry) != {"kind"}:
+        raise fields.fail(f"a 'csr_attention' entry holds only its kind, found {sorted(fields.entry)}")
+    module = _module_at(model, fields)
+    reason = sparse_attention_supported(module)
+    if reason is not None:
+        raise fields.fail(f"a 'csr_attention' entry, but {reason}")
+
+
+def _untie(groups: list[list[str]], state: dict[str, Any], ties: Any, replaced: list[str], path: Path) -> set[str]:
+    """Check the file's ties against the model's (`groups`) and keep one state entry per tied Parameter;
+    returns the other names, which `_retie` points at that Parameter after loading."""
+    if not isinstance(ties, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(n, str) for n in v) for k, v in ties.items()
+    ):
+        raise SparseLearningError(f"'ties' of {path} must map names to lists of names, found {_describe(ties)}")
+    for kept, others in ties.items():
+        if not any({kept, *others} <= set(names) for names in groups):
+            raise SparseLearningError(f"{path} ties {kept!r} to {others}, which the model does not tie")
+    aliases: set[str] = set()
+    for names in groups:
+        layer = next((p for p in replaced if any(owned_by(name, p) for name in names)), None)
+        if layer is not None:
+            raise SparseLearningError(
+                f"layer {layer!r} of {path} replaces a layer holding a tied weight ({', '.join(names)}); a tied "
+                "weight must stay one dense Parameter"
+            )
+        present = [name for name in names if name in state]
+        for name in present[1:]:
+            if not isinstance(state[name], torch.Tensor) or not torch.equal(state[name], state[present[0]]):
+                raise SparseLearningError(f"{path} holds different values for the tied names {present[0]!r}, {name!r}")
+            del state[name]
+        kept = present[0] if present else names[0]  # an absent one is reported as missing
+        aliases.update(name for name in names if name != kept)
+    return aliases
+
+
+def _retie(model: nn.Module, groups: list[list[str]]) -> None:
+    """Make every group of tied names one Parameter again (loading assigns each name its own)."""
+    parameters = dict(model.named_parameters(remove_duplicate=False))
+    for names in groups:
+        present = [name for name in names if name in parameters and not parameters[name].is_meta]
+        if not present:
+            continue
+        for name in names:
+            owner, _, attribute = name.rpartition(".")
+            setattr(model.get_submodule(owner) if owner else model, attribute, parameters[present[0]])
+
+
 def _sparse_linear(model: nn.Module, fields: _Fields) -> nn.Module:
     out_features, in_features = fields.ints("shape", 2)
     module, weight = _target(model, fields, (nn.Linear,), [out_features, in_features])
@@ -251,7 +327,10 @@ def stored_size(values: Iterable[Any]) -> tuple[int, int]:
 
 def _file_tensors(payload: Mapping[str, Any]) -> Iterator[Any]:
     yield from payload["state"].values()
-    for entry in payload["layers"].values():
+    entries = [*payload["layers"].values()]
+    if isinstance(payload.get("tensors"), Mapping):
+        entries += payload["tensors"].values()
+    for entry in entries:
         if isinstance(entry, Mapping):
             yield from entry.values()
 
@@ -274,13 +353,21 @@ def _template(payload: Mapping[str, Any], path: Path, model: nn.Module | None) -
     return skeleton
 
 
-def _checked_state(model: nn.Module, state: Mapping[Any, Any], replaced: list[str], path: Path) -> dict[str, Any]:
-    """The file's state, each entry checked against the model's tensor of that name and cast to its dtype."""
-    expected = {
+def _expected_state(model: nn.Module, replaced: list[str], aliases: Collection[str] = ()) -> dict[str, Any]:
+    """The model's state entries the file must fill: all but those of rebuilt layers and other names of tied
+    weights."""
+    return {
         key: value
         for key, value in model.state_dict(keep_vars=True).items()
-        if not any(owned_by(key, layer) for layer in replaced)
+        if key not in aliases and not any(owned_by(key, layer) for layer in replaced)
     }
+
+
+def _checked_state(
+    model: nn.Module, state: Mapping[Any, Any], replaced: list[str], path: Path, aliases: set[str]
+) -> dict[str, Any]:
+    """The file's state, each entry checked against the model's tensor of that name and cast to its dtype."""
+    expected = _expected_state(model, replaced, aliases)
     checked: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         target = expected.get(key) if isinstance(key, str) else None
@@ -315,15 +402,33 @@ def load_sparse(path: str | os.PathLike[str], model: nn.Module | None = None) ->
     layers, state = payload.get("layers"), payload.get("state")
     if not isinstance(layers, dict) or not isinstance(state, dict):
         raise SparseLearningError(f"{path} is a damaged sparse model file: no 'layers' or 'state' dict")
+    tensors, ties = payload.get("tensors", {}), payload.get("ties", {})
+    if not isinstance(tensors, dict):
+        raise SparseLearningError(f"{path} is a damaged sparse model file: 'tensors' is {_describe(tensors)}")
     rebuilt = _template(payload, path, model)
+    groups = tied_names(rebuilt)
     state = dict(state)
     replaced: list[str] = []
+    attentions: list[str] = []
     for layer_path, entry in layers.items():
+        if isinstance(layer_path, str) and isinstance(entry, Mapping) and entry.get("kind") == "csr_attention":
+            _sparse_attention(rebuilt, _Fields(entry, layer_path))
+            attentions.append(layer_path)
+            continue
         rebuilt, was_replaced = _rebuild_layer(rebuilt, layer_path, entry, state)
         if was_replaced:
             replaced.append(layer_path)
-    rebuilt.load_state_dict(_checked_state(rebuilt, state, replaced, path), strict=False, assign=True)
+    expected = _expected_state(rebuilt, replaced)
+    for key, entry in tensors.items():
+        _expand_tensor(key, entry, expected, state)
+    aliases = _untie(groups, state, ties, [*replaced, *attentions], path)
+    rebuilt.load_state_dict(_checked_state(rebuilt, state, replaced, path, aliases), strict=False, assign=True)
+    _retie(rebuilt, groups)
     unfilled = [name for name, t in [*rebuilt.named_parameters(), *rebuilt.named_buffers()] if t.is_meta]
     if unfilled:
         raise SparseLearningError(f"{path} does not fit the model: nothing in it fills {sorted(unfilled)[:5]}")
+    for layer_path in attentions:
+        layer = rebuilt.get_submodule(layer_path)
+        assert isinstance(layer, nn.MultiheadAttention)
+        rebuilt = replace_module(rebuilt, layer_path, SparseMultiheadAttention.from_dense(layer))
     return rebuilt.eval()

@@ -5,11 +5,22 @@ The file is a plain dict that `torch.load(path, weights_only=True)` reads withou
     {"format": "sparselearning-sparse-v1",
      "model": {"name": "lenet5", "kwargs": {...}} or None,    # how to build the architecture
      "layers": {module_path: {"kind": ..., tensors and hyper-parameters}},
+     "tensors": {key: {"crow_indices", "col_indices", "values", "shape"}},  # state entries stored compressed
+     "ties": {key: [other names of the same Parameter]},
      "state": {key: tensor}}                                   # every other entry of the state dict
 
 `kind` is "csr_linear" or "csr_conv" (a `SparseLinear` / `SparseConv2d`: `crow_indices`, `col_indices`,
-`values`, the weight's `shape` and the bias), "bias_only" (a layer with no active weight), or "dense" (a
-dense Linear/conv weight that is stored compressed because that is smaller, and expanded again on load).
+`values`, the weight's `shape` and the bias), "bias_only" (a layer with no active weight), or "csr_attention"
+(an `nn.MultiheadAttention` computed by a `SparseMultiheadAttention`; it holds no tensors: the layer's weights
+are ordinary state entries, so the loader checks them as such and converts the layer after loading). Files
+written before attention and tied weights were exported may hold "dense" layer entries instead of "tensors"
+(a Linear/conv weight stored compressed); the loader still reads them.
+
+`tensors` holds every floating-point state entry of 2+ dims whose CSR form (of the tensor viewed as rows by
+the rest) is smaller: masked weights of any kind (attention projections, recurrent matrices, embedding tables,
+layers that compute densely because that was faster) are stored at the size of their active weights. A tied
+weight (one Parameter under several names) is stored once, under its first name, and `ties` lists its other
+names, so a tied model's file is not larger than an untied one.
 
 Saving the architecture itself would need pickled code, so the file names it instead: `model` is a key of
 `sparselearning.models.registry` or a class exported by `sparselearning.models`, with its keyword arguments.
@@ -31,9 +42,9 @@ import torch
 from torch import nn
 
 from sparselearning import models
-from sparselearning.core import MASKABLE_TYPES, unwrap_model
+from sparselearning.core import unwrap_model
 from sparselearning.errors import SparseLearningError, first_line
-from sparselearning.export.layers import BiasOnly, SparseConv2d, SparseLinear, compress
+from sparselearning.export.layers import BiasOnly, SparseConv2d, SparseLinear, SparseMultiheadAttention, compress
 from sparselearning.export.output import check_writable
 from sparselearning.io import atomic_save
 
@@ -193,15 +204,18 @@ def layer_entry(module: nn.Module) -> dict[str, Any] | None:
     return None
 
 
-def _compressed_if_smaller(weight: torch.Tensor) -> dict[str, Any] | None:
-    """A dense weight with enough zeros as CSR components (expanded again on load), else None."""
-    nonzero = int(weight.count_nonzero())
-    index_bytes = 4 if weight.numel() < 2**31 - 1 else 8
-    compressed = nonzero * (weight.element_size() + index_bytes) + (weight.shape[0] + 1) * index_bytes
-    if compressed >= weight.numel() * weight.element_size():
+def compressed_if_smaller(tensor: torch.Tensor) -> dict[str, Any] | None:
+    """A floating-point tensor of 2+ dims with enough zeros as CSR components of its (rows, rest) matrix
+    (expanded again on load), else None."""
+    if tensor.dim() < 2 or not tensor.is_floating_point() or tensor.numel() == 0:
         return None
-    crow, col, values = compress(weight.detach().reshape(weight.shape[0], -1).cpu())
-    return {"kind": "dense", "crow_indices": crow, "col_indices": col, "values": values, "shape": list(weight.shape)}
+    nonzero = int(tensor.count_nonzero())
+    index_bytes = 4 if tensor.numel() < 2**31 - 1 else 8
+    compressed = nonzero * (tensor.element_size() + index_bytes) + (tensor.shape[0] + 1) * index_bytes
+    if compressed >= tensor.numel() * tensor.element_size():
+        return None
+    crow, col, values = compress(tensor.detach().reshape(tensor.shape[0], -1).cpu())
+    return {"crow_indices": crow, "col_indices": col, "values": values, "shape": list(tensor.shape)}
 
 
 def owned_by(key: str, path: str) -> bool:
@@ -209,12 +223,23 @@ def owned_by(key: str, path: str) -> bool:
     return not path or key.startswith(f"{path}.")
 
 
+def tied_names(model: nn.Module) -> list[list[str]]:
+    """Every group of names under which the model holds one Parameter (more than one name), in model order."""
+    groups: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(parameter), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
 def sparse_payload(model: nn.Module, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The dict `save_sparse` writes (see the module docstring for its layout)."""
     model = unwrap_model(model)
     checked = check_spec(spec)
     layers: dict[str, dict[str, Any]] = {}
+    attentions = [path for path, m in model.named_modules() if isinstance(m, SparseMultiheadAttention)]
     for path, module in model.named_modules():
+        if any(owned_by(path, above) and path != above for above in attentions):
+            continue  # a sparse attention's own projections: the attention is stored as a whole below
         if any(_is_semi_structured(p) for p in module.parameters(recurse=False)):
             raise SparseLearningError(
                 f"layer {path!r} holds a 2:4 semi-structured weight, a GPU runtime format that is not saved; "
@@ -226,19 +251,35 @@ def sparse_payload(model: nn.Module, spec: Mapping[str, Any] | None = None) -> d
     state = {
         key: value.detach().cpu()
         for key, value in model.state_dict().items()
-        if not any(owned_by(key, path) for path in layers)
+        if not any(owned_by(key, path) for path in [*layers, *attentions])
     }
-    for path, module in model.named_modules():
-        weight_key = f"{path}.weight" if path else "weight"
-        if isinstance(module, MASKABLE_TYPES) and weight_key in state and path not in layers:
-            entry = _compressed_if_smaller(state[weight_key])
-            if entry is not None:
-                layers[path] = entry
-                del state[weight_key]
+    # A sparse attention is stored as the dense layer it replaces (its weights compressed below).
+    for path in attentions:
+        module = model.get_submodule(path)
+        assert isinstance(module, SparseMultiheadAttention)
+        layers[path] = {"kind": "csr_attention"}
+        prefix = f"{path}." if path else ""
+        state.update({prefix + key: value.detach().cpu() for key, value in module.dense_state().items()})
+    # A tied weight is stored once, under its first name; the others are listed so the loader ties them again.
+    ties: dict[str, list[str]] = {}
+    for names in tied_names(model):
+        present = [name for name in names if name in state]
+        if len(present) > 1:
+            ties[present[0]] = present[1:]
+            for name in present[1:]:
+                del state[name]
+    tensors: dict[str, dict[str, Any]] = {}
+    for key in list(state):
+        entry = compressed_if_smaller(state[key])
+        if entry is not None:
+            tensors[key] = entry
+            del state[key]
     return {
         "format": FORMAT,
         "model": checked,
         "layers": layers,
+        "tensors": tensors,
+        "ties": ties,
         "state": state,
         "torch_version": str(torch.__version__),
     }

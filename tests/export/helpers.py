@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from sparselearning.core import Masking
 from sparselearning.models import MLP, LeNet5, LeNet300100, WideResNet
 
 # name -> (factory, input shape, spec that rebuilds it)
@@ -60,3 +61,42 @@ def masked_reference(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Mod
 def max_difference(first: nn.Module, second: nn.Module, inputs: torch.Tensor) -> float:
     with torch.no_grad():
         return float((first(inputs) - second(inputs)).abs().max())
+
+
+class TiedSequenceModel(nn.Module):
+    """Tokens -> embedding -> TransformerEncoder -> LSTM -> output Linear tied to the embedding table."""
+
+    def __init__(self, vocab: int = 50, width: int = 32, heads: int = 4, layers: int = 2) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=2 * width, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.lstm = nn.LSTM(width, width, batch_first=True)
+        self.head = nn.Linear(width, vocab)
+        self.head.weight = self.embed.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        hidden, _ = self.lstm(self.encoder(self.embed(tokens)))
+        return self.head(hidden)
+
+
+class RecurrentModel(nn.Module):
+    """A two-layer bidirectional GRU and a one-layer RNN, then a Linear classifier on the last step."""
+
+    def __init__(self, features: int = 12, width: int = 16, classes: int = 5) -> None:
+        super().__init__()
+        self.gru = nn.GRU(features, width, num_layers=2, batch_first=True, bidirectional=True)
+        self.rnn = nn.RNN(2 * width, width, batch_first=True)
+        self.fc = nn.Linear(width, classes)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        hidden, _ = self.rnn(self.gru(inputs)[0])
+        return self.fc(hidden[:, -1])
+
+
+def masking_for(model: nn.Module, density: float = 0.1, **options: object) -> Masking:
+    """A static `Masking` of `model` (random masks, the same density in every masked weight)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    masking = Masking(optimizer, None, density=density, sparse_init="random", seed=0)
+    masking.add_module(model, **options)  # type: ignore[arg-type]
+    return masking

@@ -104,7 +104,7 @@ def test_index_dtype() -> None:
 
 def test_bad_masks_are_refused() -> None:
     model = FAMILIES["mlp"][0]()
-    with pytest.raises(SparseLearningError, match="names no layer"):
+    with pytest.raises(SparseLearningError, match="names no parameter"):
         to_sparse(model, {"nowhere.weight": torch.ones(2, 2, dtype=torch.bool)})
     with pytest.raises(SparseLearningError, match="has shape"):
         to_sparse(model, {"layers.0.weight": torch.ones(2, 2, dtype=torch.bool)})

@@ -159,12 +159,17 @@ def test_a_dense_entry_may_not_expand_far_beyond_what_it_stores(tmp_path: Path) 
     template = nn.Linear(8200, 2048, bias=False)  # 16.8M weights, above the 2**24 always allowed
     with torch.no_grad():
         template.weight.zero_()
-        template.weight[0, 0] = 1.0  # one nonzero weight: stored as a compressed 'dense' entry
+        template.weight[0, 0] = 1.0  # one nonzero weight: stored compressed
     path = tmp_path / "big.pt"
     save_sparse(template, path)
-    assert torch.load(path, weights_only=True)["layers"][""]["kind"] == "dense"
-    with pytest.raises(SparseLearningError, match="expand"):
+    payload = torch.load(path, weights_only=True)
+    assert list(payload["tensors"]) == ["weight"] and payload["layers"] == {}
+    with pytest.raises(SparseLearningError, match="'weight' .*would expand 3 stored numbers to 16793600"):
         load_sparse(path, template)
+    # The layout of files written before "tensors": a 'dense' layer entry, checked the same way.
+    payload["layers"] = {"": {"kind": "dense", **payload.pop("tensors")["weight"]}}
+    with pytest.raises(SparseLearningError, match="'dense' entry of shape .* would expand"):
+        _load(payload, tmp_path, template)
 
 
 def test_files_from_a_float64_model_load_as_the_spec_builds_it(tmp_path: Path) -> None:
