@@ -59,11 +59,11 @@ _Layer = TypeVar("_Layer", bound=nn.Module)
 class _Fields:
     """Typed reads of one layer entry; every complaint names the layer and the field."""
 
-    def __init__(self, entry: Mapping[str, Any], path: str) -> None:
-        self.entry, self.path = entry, path
+    def __init__(self, entry: Mapping[str, Any], path: str, what: str = "layer") -> None:
+        self.entry, self.path, self.what = entry, path, what
 
     def fail(self, problem: str) -> SparseLearningError:
-        return SparseLearningError(f"layer {self.path!r} of the sparse model file: {problem}")
+        return SparseLearningError(f"{self.what} {self.path!r} of the sparse model file: {problem}")
 
     def tensor(self, key: str) -> torch.Tensor:
         value = self.entry.get(key)
@@ -170,7 +170,7 @@ def _expand_tensor(key: Any, entry: Any, expected: Mapping[str, torch.Tensor], s
     name and expanded into `state`."""
     if not isinstance(key, str) or not isinstance(entry, Mapping):
         raise SparseLearningError(f"tensors entry {_describe(key)} of the sparse model file is not a named dict")
-    fields = _Fields(entry, key)
+    fields = _Fields(entry, key, "compressed tensor")
     shape = fields.ints("shape")
     target = expected.get(key)
     if target is None or list(target.shape) != shape or len(shape) < 2 or not target.is_floating_point():
