@@ -63,7 +63,7 @@ from sparselearning.masking.apply import (
     weight_shaped_state,
 )
 from sparselearning.masking.observers import EverActive, FlopsSource, MaskObserver
-from sparselearning.masking.records import MaskDict, MaskedParameter, ParameterDict
+from sparselearning.masking.records import Holding, MaskDict, MaskedParameter, ParameterDict
 from sparselearning.masking.schedule import UpdateSchedule, advance_decay
 from sparselearning.masking.selection import Candidate, chosen_by, masked_by_default, weight_candidates
 from sparselearning.masking.topology import TopologyChange, redistribution_shares, regrowth_counts
@@ -277,17 +277,20 @@ class Masking:
             if not chosen and isinstance(entry, str):
                 raise unmatched_exclude_error(entry, [n for c in candidates for n in c.names], option="include")
             included.update(id(c.parameter) for c in chosen)
+        selected: list[tuple[nn.Parameter, list[Holding]]] = []
         for candidate in candidates:
             # Frozen weights are never masked: they never change (listed as "frozen" in `coverage`).
             default = any(masked_by_default(h.module, h.attribute) for h in candidate.holdings)
             if candidate.parameter.requires_grad and (default or id(candidate.parameter) in included):
-                weight = candidate.parameter
                 # A tied weight is known by its name in a module that masks it by default (a tied LM head, not the
-                # embedding table), so its name does not change with the order of the model's modules.
+                # embedding table), and takes that name's place in the model's order.
                 holdings = sorted(candidate.holdings, key=lambda h: not masked_by_default(h.module, h.attribute))
-                mask = torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
-                record = MaskedParameter(holdings[0].name, weight, tuple(holdings), len(self.records), mask)
-                self.records[record.name] = record
+                selected.append((candidate.parameter, holdings))
+        order = {name: index for index, (name, _) in enumerate(self.module.named_parameters(remove_duplicate=False))}
+        for weight, holdings in sorted(selected, key=lambda item: order[item[1][0].name]):
+            mask = torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
+            record = MaskedParameter(holdings[0].name, weight, tuple(holdings), len(self.records), mask)
+            self.records[record.name] = record
         for item in exclude:
             self._exclude(item, candidates)
         self._resolve_overrides(density_overrides or {}, candidates)

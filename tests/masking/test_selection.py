@@ -177,3 +177,53 @@ def test_impossible_density_overrides_are_refused_in_one_line(overrides, options
     with pytest.raises(SparseLearningError) as caught:
         masking.add_module(model, exclude=["embed"], density_overrides=overrides)
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+class TiedSequenceModel(nn.Module):
+    """A Transformer encoder and an LSTM between an embedding and an output layer that share one matrix."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(40, 16)
+        layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.lstm = nn.LSTM(16, 16, batch_first=True)
+        self.head = nn.Linear(16, 40, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        states, _ = self.lstm(self.encoder(self.embed(tokens)))
+        return self.head(states)
+
+
+def test_hundreds_of_adamw_steps_keep_every_masked_weight_exactly_zero_and_the_tie_masked_once() -> None:
+    torch.manual_seed(0)
+    model = TiedSequenceModel()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    masking = methods.rigl(model, optimizer, density=0.15, total_steps=240, update_frequency=20)
+    assert list(masking.mask_dict) == [
+        "encoder.layers.0.self_attn.in_proj_weight", "encoder.layers.0.self_attn.out_proj.weight",
+        "encoder.layers.0.linear1.weight", "encoder.layers.0.linear2.weight",
+        "encoder.layers.1.self_attn.in_proj_weight", "encoder.layers.1.self_attn.out_proj.weight",
+        "encoder.layers.1.linear1.weight", "encoder.layers.1.linear2.weight",
+        "lstm.weight_ih_l0", "lstm.weight_hh_l0", "head.weight",
+    ]  # fmt: skip
+    assert masking.records["head.weight"].aliases == ("head.weight", "embed.weight")
+    tied = 40 * 16
+    assert masking.total_params == 2 * (48 * 16 + 16 * 16 + 2 * 32 * 16) + 2 * 64 * 16 + tied
+    generator = torch.Generator().manual_seed(5)
+    changed = 0
+    for _ in range(240):
+        before = {name: mask.clone() for name, mask in masking.mask_dict.items()} if masking.is_update_step() else None
+        optimizer.zero_grad()
+        tokens = torch.randint(0, 40, (8, 6), generator=generator)
+        logits = model(tokens[:, :-1])
+        nn.functional.cross_entropy(logits.reshape(-1, 40), tokens[:, 1:].reshape(-1)).backward()
+        masking.step()
+        if before is not None:
+            changed += sum(int((before[n] != m).sum()) for n, m in masking.mask_dict.items())
+        for name, mask in masking.mask_dict.items():
+            assert int(torch.count_nonzero(masking.params[name].detach()[~mask])) == 0, name
+    assert changed > 0, "the updates moved weights"
+    assert masking.stats.total_nonzero == round(0.15 * masking.total_params)
+    assert int(torch.count_nonzero(model.embed.weight)) == int(masking.mask_dict["head.weight"].sum())
