@@ -25,6 +25,7 @@ import argparse
 import copy
 import math
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -175,12 +176,17 @@ def export_checkpoint(
     index_dtype: str = "auto",
     seed: int = 0,
     model: nn.Module | None = None,
+    example_input: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Export a training checkpoint (or run directory) to `out`; returns sizes, ratio and output difference.
+    """Export a training checkpoint (or run directory) to `out`; returns sizes, ratio, output difference and
+    `layers`: per masked layer (or tied weight) its name, kind (`csr_linear`, `csr_conv`, `csr_attention`,
+    `bias_only` or `dense`), density, the reason, and the dense and sparse times where they were measured.
 
     :param model: a freshly built model of the run's architecture (it is copied, not modified); needed for
         runs whose model came from `model._target_`. Without it the model is rebuilt from the registry. Its
         file then has no spec, so `load_sparse(out, model)` needs such a model too
+    :param example_input: the batch to time layers on and check outputs with, for a model that does not take
+        random inputs of the dataset's shape (token ids, say); by default a random batch (`batch_size`, `seed`)
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise SparseLearningError(f"--batch-size must be a whole number >= 1, got {batch_size!r}")
@@ -198,15 +204,24 @@ def export_checkpoint(
         )
     spec = None if model is not None else model_spec(config, info)
     dense = _loaded_model(spec, model, weights, checkpoint)
-    inputs = torch.randn(batch_size, *info.input_shape, generator=torch.Generator().manual_seed(seed))
+    if example_input is None:
+        inputs = torch.randn(batch_size, *info.input_shape, generator=torch.Generator().manual_seed(seed))
+    else:
+        inputs = example_input
     scale = float(_dense_outputs(dense, inputs, checkpoint).abs().max())
     sparse, decisions = to_sparse_with_report(dense, masks, example_input=inputs, index_dtype=index_dtype)
     with staged_file(out) as staged:
         save_sparse(sparse, staged, spec=spec)
         reloaded = load_sparse(staged, None if spec is not None else dense)
-        report = export_report(dense, reloaded, inputs=inputs, sparse_path=staged)
+        try:
+            report = export_report(dense, reloaded, inputs=inputs, sparse_path=staged)
+        except Exception as error:  # a layer the reloaded model cannot compute with
+            sparse_layers = [d.name for d in decisions if d.sparse]
+            raise SparseLearningError(
+                f"cannot export {checkpoint}: the exported model fails on the check batch ({first_line(error)}); "
+                f"sparse layers {sparse_layers[:5]}; {out} was not written"
+            ) from None
         _self_check(report.max_abs_diff, scale, out)
-    kinds = [decision.kind for decision in decisions]
     return {
         "checkpoint": str(checkpoint),
         "out": str(out),
@@ -216,10 +231,21 @@ def export_checkpoint(
         "max_abs_diff": report.max_abs_diff,
         "tolerance": TOLERANCE * max(1.0, scale),
         "batch_size": batch_size,
-        "sparse_layers": sum(kind in ("csr_linear", "csr_conv", "bias_only") for kind in kinds),
-        "dense_layers": sum(kind == "dense" for kind in kinds),
+        "sparse_layers": sum(decision.sparse for decision in decisions),
+        "dense_layers": sum(not decision.sparse for decision in decisions),
+        "layers": [asdict(decision) for decision in decisions],
         "has_spec": spec is not None,
     }
+
+
+def layer_line(layer: dict[str, Any]) -> str:
+    """One line of the per-layer report: what a masked layer became, its density, why, and the timings."""
+    timing = ""
+    if layer["dense_ms"] is not None and layer["sparse_ms"] is not None:
+        timing = f", dense {layer['dense_ms']:.3f} ms vs sparse {layer['sparse_ms']:.3f} ms"
+    return (
+        f"  {layer['name'] or '(model)'}: {layer['kind']} at density {layer['density']:.3f} ({layer['reason']}{timing})"
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -240,4 +266,6 @@ def main(argv: list[str]) -> int:
         f"({result['sparse_layers']} sparse / {result['dense_layers']} dense masked layers), "
         f"max abs output difference {result['max_abs_diff']:.2e} on a random batch of {result['batch_size']}{note}"
     )
+    for layer in result["layers"]:
+        print(layer_line(layer))
     return 0

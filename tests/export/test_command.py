@@ -19,8 +19,13 @@ from tests.export.conftest import one_error_line
 def test_export_a_run_directory(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "lenet5.sparse.pt"
     assert main([str(run_dir), "--out", str(out), "--batch-size", "4"]) == 0
-    line = capsys.readouterr().out.strip()
-    assert len(line.splitlines()) == 1 and "ratio" in line and "max abs output difference" in line
+    line, *layers = capsys.readouterr().out.strip().splitlines()
+    assert "ratio" in line and "max abs output difference" in line
+    # One line per masked layer, saying what it became (LeNet-5: two convolutions, two Linear layers).
+    assert [layer.split(":")[0].strip() for layer in layers] == ["conv1", "conv2", "fc3", "fc4"]
+    assert all(" at density " in layer for layer in layers)
+    for layer in layers[:2]:  # convolutions are timed on the batch
+        assert ("csr_conv" in layer or "dense at" in layer) and " ms vs sparse " in layer
     dense_bytes = int(line.split("dense ")[1].split(" bytes")[0])
     sparse_bytes = int(line.split("sparse ")[1].split(" bytes")[0])
     assert sparse_bytes == out.stat().st_size < dense_bytes

@@ -164,7 +164,9 @@ def test_a_dense_entry_may_not_expand_far_beyond_what_it_stores(tmp_path: Path) 
     save_sparse(template, path)
     payload = torch.load(path, weights_only=True)
     assert list(payload["tensors"]) == ["weight"] and payload["layers"] == {}
-    with pytest.raises(SparseLearningError, match="compressed tensor 'weight' .* would expand 2051 stored numbers to 16793600"):
+    with pytest.raises(
+        SparseLearningError, match="compressed tensor 'weight' .* would expand 2051 stored numbers to 16793600"
+    ):
         load_sparse(path, template)
     # The layout of files written before "tensors": a 'dense' layer entry, checked the same way.
     payload["layers"] = {"": {"kind": "dense", **payload.pop("tensors")["weight"]}}
