@@ -10,6 +10,7 @@ import torch
 
 from sparselearning import methods
 from sparselearning.errors import SparseLearningError
+from sparselearning.export import load_sparse
 from sparselearning.models import VisionTransformer
 from tests.hardening.conftest import run_cli, train_command
 
@@ -34,10 +35,18 @@ def test_small_dense_narrows_to_a_multiple_of_the_heads() -> None:
         VisionTransformer(dim=30)
 
 
-def test_vit_tiny_trains_from_the_command_line(tmp_path: Path) -> None:
+def test_vit_tiny_trains_reports_and_exports_from_the_command_line(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     assert run_cli(train_command(run, "model=vit-tiny", "model.depth=1", "masking.density=0.2")) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["masked_weights"] == 49 * 64 + (3 * 64 * 64 + 64 * 64 + 2 * 64 * 128) + 64 * 10
     assert summary["active_weights"] == round(0.2 * summary["masked_weights"])
     assert 0.0 < summary["inference_flops"] < 1.0
+    assert run_cli(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    assert "vit-tiny" in (tmp_path / "report" / "runs.csv").read_text()
+    out = tmp_path / "vit.pt"
+    assert run_cli(["export", str(run), "--out", str(out)]) == 0
+    exported = load_sparse(out)
+    images = torch.randn(2, 1, 28, 28)
+    assert exported(images).shape == (2, 10)
+    assert "exported" in capsys.readouterr().out
