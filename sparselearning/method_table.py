@@ -357,6 +357,22 @@ for _method in (
         builder="rigl",
     ),
     Method(
+        "SRigL",
+        "SRigL (Lasby et al. 2024): RigL under a constant fan-in (every neuron keeps the same number of active "
+        "inputs), dropping by |w| and regrowing by |gradient| within each neuron; neurons with too few salient "
+        "weights are ablated and their budget shared by the rest of the layer.",
+        DYNAMIC,
+        "rigl",
+        prune_mode="srigl",
+        growth_mode="srigl",
+        drop_fraction=0.3,
+        decay_schedule="cosine",
+        python=Defaults(sparse_init="fan-in-erdos-renyi-kernel"),
+        cli=Defaults(density=_CLI_DENSITY, sparse_init="fan-in-erdos-renyi-kernel"),
+        cli_reason=_RECIPE,
+        builder="srigl",
+    ),
+    Method(
         "Struct_RigL",
         "Channel-wise RigL: whole kernels dropped by mean |w| and grown by mean |gradient| (convolutions only).",
         DYNAMIC,

@@ -342,6 +342,45 @@ def rigl(
     )
 
 
+def srigl(
+    model: nn.Module,
+    optimizer: Optimizer,
+    density: float = 0.1,
+    total_steps: int = 1000,
+    *,
+    drop_fraction: float = 0.3,
+    update_frequency: int = 100,
+    end_fraction: float = 0.75,
+    sparse_init: str = "fan-in-erdos-renyi-kernel",
+    ablation: bool = True,
+    **masking_options: Any,
+) -> Masking:
+    """SRigL (Lasby et al., ICLR 2024): RigL under a constant fan-in constraint, with neuron ablation.
+
+    Every neuron (a row of a Linear weight, an output channel of a convolution) keeps the same number k of
+    active inputs, after the init and after every update: the drop is by |w| and the regrowth by |gradient|
+    within each neuron. A neuron with fewer than 30% of k salient weights (those RigL would keep by |w| or
+    regrow by |gradient|) is ablated and the rest of its layer shares its budget, so each layer's active count
+    stays exact (`sparselearning.funcs.fan_in`). The paper's defaults: ERK layer budgets, drop fraction 0.3
+    annealed by a cosine, an update every 100 steps until 75% of training, gamma_sal = 0.3.
+
+    `ablation=False` keeps every neuron (constant fan-in RigL, the paper's ablation baseline).
+    """
+    return build(
+        "SRigL",
+        model,
+        optimizer,
+        density=density,
+        total_steps=total_steps,
+        drop_fraction=drop_fraction,
+        update_frequency=update_frequency,
+        end_fraction=end_fraction,
+        sparse_init=sparse_init,
+        prune_mode="srigl" if ablation else "srigl-no-ablation",
+        **masking_options,
+    )
+
+
 def struct_rigl(
     model: nn.Module,
     optimizer: Optimizer,

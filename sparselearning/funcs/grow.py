@@ -26,6 +26,7 @@ from sparselearning.funcs._layers import (
     momentum_of,
     reduce_kernels,
 )
+from sparselearning.funcs.fan_in import srigl_growth
 from sparselearning.ops.select import sample_indices, topk_indices
 
 if TYPE_CHECKING:
@@ -141,4 +142,5 @@ registry: dict[str, Callable[..., torch.Tensor]] = {
     "none": no_growth,
     "struct-absolute-gradient-mean": partial(struct_abs_grad_growth, criterion=torch.mean),
     "struct-absolute-gradient-min": partial(struct_abs_grad_growth, criterion=torch.amin),
+    "srigl": srigl_growth,
 }

@@ -411,6 +411,58 @@ def struct_erdos_renyi_init(masking: Masking, is_kernel: bool = True, **kwargs: 
     _fill_kernels(masking, erdos_renyi_densities(shapes, density, is_kernel))
 
 
+def constant_fan_in_counts(counts: dict[str, int], shapes: dict[str, torch.Size]) -> dict[str, int]:
+    """Per-layer fan-ins k (active inputs of every neuron) whose layers hold as close to `counts` as whole
+    neurons allow: each layer starts at `counts // neurons` (at least 1, at most the dense fan-in), then, while
+    the network's total stays within `sum(counts)`, the layer furthest below its count (ties: the model's order)
+    takes one more input per neuron. The total ends at most `sum(counts)` (unless one input per neuron
+    already needs more), short of it by less than the neuron count of every layer that is not dense yet.
+
+    :param counts: weight name -> active weights wanted (exact in total)
+    :param shapes: weight name -> shape (outputs first)
+    :return: weight name -> fan-in k
+    """
+    neurons = {name: shape[0] for name, shape in shapes.items()}
+    dense = {name: math.prod(shape[1:]) for name, shape in shapes.items()}
+    fan = {name: max(1, min(dense[name], counts[name] // neurons[name])) for name in shapes}
+    room = sum(counts.values()) - sum(fan[name] * neurons[name] for name in shapes)
+    while True:
+        open_layers = [name for name in shapes if fan[name] < dense[name] and neurons[name] <= room]
+        if not open_layers:
+            return fan
+        name = max(open_layers, key=lambda name: counts[name] - fan[name] * neurons[name])  # first on ties
+        fan[name] += 1
+        room -= neurons[name]
+
+
+def fan_in_init(masking: Masking, scheme: str = "erdos-renyi-kernel", **kwargs: Any) -> None:
+    """Constant fan-in masks (SRigL): every neuron (a row of a Linear weight, an output channel of a
+    convolution) of a layer holds the same number k of active inputs, drawn uniformly at random per neuron.
+
+    The layer budgets come from `scheme` (`erdos-renyi-kernel`, SRigL's default as in RigL, or `random` for
+    uniform), per-tensor densities included, and are then rounded to whole neurons
+    (`constant_fan_in_counts`), at least one input per neuron: the network holds at most
+    `round(density * masked weights)` active weights, short of it by less than a layer's neuron count. SRigL's
+    updates then keep every layer's count exactly.
+
+    :param masking: Masking instance
+    :param scheme: a key of `DENSITY_COUNTS`
+    """
+    shapes = {name: mask.shape for name, mask in masking.mask_dict.items()}
+    for name, shape in shapes.items():
+        if len(shape) < 2:
+            raise SparseLearningError(f"constant fan-in needs weights of 2 or more dims; {name!r} has {tuple(shape)}")
+    fan = constant_fan_in_counts(counts_with_overrides(masking, DENSITY_COUNTS[scheme]), shapes)
+    for name, shape in shapes.items():
+        neurons, dense = shape[0], math.prod(shape[1:])
+        scores = torch.rand((neurons, dense), generator=masking.generator(name, INIT_STREAM))
+        ranks = torch.empty((neurons, dense), dtype=torch.long)
+        order = torch.sort(scores, dim=1, stable=True).indices
+        ranks.scatter_(1, order, torch.arange(dense).expand(neurons, dense))
+        device = masking.mask_dict[name].device
+        masking.mask_dict[name] = (ranks < fan[name]).view(shape).to(device)
+
+
 registry: dict[str, Callable[..., None]] = {
     "random": random_init,
     "erdos-renyi": partial(erdos_renyi_init, is_kernel=False),
@@ -421,4 +473,6 @@ registry: dict[str, Callable[..., None]] = {
     "struct-random": struct_random_init,
     "struct-erdos-renyi": partial(struct_erdos_renyi_init, is_kernel=False),
     "struct-erdos-renyi-kernel": partial(struct_erdos_renyi_init, is_kernel=True),
+    "fan-in-random": partial(fan_in_init, scheme="random"),
+    "fan-in-erdos-renyi-kernel": partial(fan_in_init, scheme="erdos-renyi-kernel"),
 }

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sparselearning.funcs._layers import active_indices, expand_kernel_mask, kernel_mask, reduce_kernels
+from sparselearning.funcs.fan_in import srigl_prune, srigl_prune_no_ablation
 from sparselearning.ops.select import bottomk_indices
 
 if TYPE_CHECKING:
@@ -137,6 +138,8 @@ registry: dict[str, Callable[..., Any]] = {
     "global-magnitude": global_magnitude_prune,
     "struct-magnitude-mean": partial(struct_magnitude_prune, criterion=torch.mean),
     "struct-magnitude-max": partial(struct_magnitude_prune, criterion=torch.amax),
+    "srigl": srigl_prune,
+    "srigl-no-ablation": srigl_prune_no_ablation,
 }
 
 # Prune modes that act on all layers at once (signature `(masking) -> int`).
