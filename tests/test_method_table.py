@@ -109,6 +109,7 @@ def test_the_table_lists_every_method_once() -> None:
         "SET",
         "SNFS",
         "RigL",
+        "SRigL",
         "Struct_RigL",
         "RigL_reinit",
         "Pruning",
@@ -122,6 +123,7 @@ def test_the_table_lists_every_method_once() -> None:
         "SET": ("dynamic", "set", False),
         "SNFS": ("dynamic", "snfs", False),
         "RigL": ("dynamic", "rigl", False),
+        "SRigL": ("dynamic", "rigl", False),
         "Struct_RigL": ("dynamic", "rigl", False),
         "RigL_reinit": ("dynamic", "rigl", True),
         "Pruning": ("pruning", "pruning", False),
@@ -143,6 +145,7 @@ def test_python_and_command_line_defaults_differ_only_where_the_entry_says_why()
         "SET": {"density": (0.1, 0.05)},
         "SNFS": {"density": (0.1, 0.05), "interval": (100, 1), "per_epoch": (False, True)},
         "RigL": {"density": (0.1, 0.05), "sparse_init": ("random", "erdos-renyi-kernel")},
+        "SRigL": {"density": (0.1, 0.05)},
         "Pruning": {"density": (0.1, 0.05), "start_fraction": (0.0, 0.1)},
     }
 
@@ -157,6 +160,8 @@ SIGNATURES = {
     "end_fraction=0.75, sparse_init='random', **masking_options)",
     "rigl": "(model, optimizer, density=0.1, total_steps=1000, *, drop_fraction=0.3, update_frequency=100, "
     "end_fraction=0.75, sparse_init='random', redistribution_mode='none', **masking_options)",
+    "srigl": "(model, optimizer, density=0.1, total_steps=1000, *, drop_fraction=0.3, update_frequency=100, "
+    "end_fraction=0.75, sparse_init='fan-in-erdos-renyi-kernel', ablation=True, **masking_options)",
     "struct_rigl": "(model, optimizer, density=0.1, total_steps=1000, *, drop_fraction=0.3, update_frequency=100, "
     "end_fraction=0.75, sparse_init='struct-erdos-renyi-kernel', criterion='mean', **masking_options)",
     "rigl_reinit": "(model, optimizer, lottery_mask_path, total_steps=1000, *, shuffle=False, drop_fraction=0.3, "

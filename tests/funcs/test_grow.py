@@ -26,6 +26,7 @@ def test_registry_keys() -> None:
         "none",
         "struct-absolute-gradient-mean",
         "struct-absolute-gradient-min",
+        "srigl",
     }
 
 

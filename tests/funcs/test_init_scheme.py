@@ -25,6 +25,8 @@ def test_registry_keys() -> None:
         "struct-random",
         "struct-erdos-renyi",
         "struct-erdos-renyi-kernel",
+        "fan-in-random",
+        "fan-in-erdos-renyi-kernel",
     }
 
 

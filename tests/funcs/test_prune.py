@@ -25,7 +25,14 @@ from tests.helpers import linear_with, masking_for
 
 
 def test_registry_keys() -> None:
-    assert set(registry) == {"magnitude", "global-magnitude", "struct-magnitude-mean", "struct-magnitude-max"}
+    assert set(registry) == {
+        "magnitude",
+        "global-magnitude",
+        "struct-magnitude-mean",
+        "struct-magnitude-max",
+        "srigl",
+        "srigl-no-ablation",
+    }
 
 
 def _dense_masking(weight: torch.Tensor):
