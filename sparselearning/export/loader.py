@@ -147,22 +147,28 @@ def _csr_parts(fields: _Fields, rows: int, columns: int, dtype: torch.dtype) -> 
     return crow, col, values.to(dtype)
 
 
+def _expanded(fields: _Fields, shape: list[int], dtype: torch.dtype, what: str) -> torch.Tensor:
+    """The dense tensor of `shape` that an entry's CSR components describe, refused when it would expand a few
+    stored numbers into far more weights (a file that asks for terabytes)."""
+    rows, columns = shape[0], math.prod(shape[1:])
+    crow, col, values = _csr_parts(fields, rows, columns, dtype)
+    stored = crow.numel() + col.numel() + values.numel()
+    if rows * columns > max(ALWAYS_ALLOWED, EXPANSION * stored):
+        raise fields.fail(
+            f"{what} of shape {shape} would expand {stored} stored numbers to {rows * columns} weights; "
+            f"at most {EXPANSION} per stored number (or {ALWAYS_ALLOWED} in all) are allowed"
+        )
+    return csr_view(crow, col, values, (rows, columns)).to_dense().reshape(shape)
+
+
 def _dense_weight(model: nn.Module, fields: _Fields, state: dict[str, Any]) -> None:
     """A "dense" entry: the layer stays as it is, its weight expanded from CSR into `state`."""
     shape = fields.ints("shape")
     _, weight = _target(model, fields, MASKABLE_TYPES, shape)
-    rows, columns = shape[0], math.prod(shape[1:])
-    crow, col, values = _csr_parts(fields, rows, columns, weight.dtype)
-    stored = crow.numel() + col.numel() + values.numel()
-    if rows * columns > max(ALWAYS_ALLOWED, EXPANSION * stored):
-        raise fields.fail(
-            f"a 'dense' entry of shape {shape} would expand {stored} stored numbers to {rows * columns} weights; "
-            f"at most {EXPANSION} per stored number (or {ALWAYS_ALLOWED} in all) are allowed"
-        )
     key = f"{fields.path}.weight" if fields.path else "weight"
     if key in state:
         raise fields.fail(f"its weight is stored twice, as a 'dense' entry and as state entry {key!r}")
-    state[key] = csr_view(crow, col, values, (rows, columns)).to_dense().reshape(shape)
+    state[key] = _expanded(fields, shape, weight.dtype, "a 'dense' entry")
 
 
 def _expand_tensor(key: Any, entry: Any, expected: Mapping[str, torch.Tensor], state: dict[str, Any]) -> None:
@@ -176,17 +182,9 @@ def _expand_tensor(key: Any, entry: Any, expected: Mapping[str, torch.Tensor], s
     if target is None or list(target.shape) != shape or len(shape) < 2 or not target.is_floating_point():
         found = "nothing" if target is None else f"a {target.dtype} tensor of shape {list(target.shape)}"
         raise fields.fail(f"a compressed tensor of shape {shape}, the model has {found} there")
-    rows, columns = shape[0], math.prod(shape[1:])
-    crow, col, values = _csr_parts(fields, rows, columns, target.dtype)
-    stored = crow.numel() + col.numel() + values.numel()
-    if rows * columns > max(ALWAYS_ALLOWED, EXPANSION * stored):
-        raise fields.fail(
-            f"a compressed tensor of shape {shape} would expand {stored} stored numbers to {rows * columns} "
-            f"weights; at most {EXPANSION} per stored number (or {ALWAYS_ALLOWED} in all) are allowed"
-        )
     if key in state:
         raise fields.fail("it is stored twice, compressed and as a state entry")
-    state[key] = csr_view(crow, col, values, (rows, columns)).to_dense().reshape(shape)
+    state[key] = _expanded(fields, shape, target.dtype, "a compressed tensor")
 
 
 def _sparse_attention(model: nn.Module, fields: _Fields) -> None:
