@@ -2,7 +2,7 @@
 
     from sparselearning.export import to_sparse, save_sparse, load_sparse
 
-    sparse_model = to_sparse(model, masking, example_input=batch)   # CSR Linear, measured Conv2d/attention
+    sparse_model = to_sparse(model, masking, example_input=batch)   # CSR Linear, measured Conv2d/attention/RNN
     save_sparse(sparse_model, "model.sparse.pt", spec={"name": "lenet5", "kwargs": {}})
     model = load_sparse("model.sparse.pt")                          # torch.load(weights_only=True) underneath
 
@@ -12,7 +12,13 @@ model was built by `model._target_`: `export_checkpoint(RUN_DIR, FILE, model=a_f
 
 from sparselearning.export.command import export_checkpoint
 from sparselearning.export.convert import CONV_DENSITY_THRESHOLD, LayerDecision, to_sparse, to_sparse_with_report
-from sparselearning.export.layers import BiasOnly, SparseConv2d, SparseLinear, SparseMultiheadAttention
+from sparselearning.export.layers import (
+    BiasOnly,
+    SparseConv2d,
+    SparseLinear,
+    SparseMultiheadAttention,
+    SparseRecurrent,
+)
 from sparselearning.export.loader import load_sparse
 from sparselearning.export.semi_structured import nm_mask
 from sparselearning.export.serialize import (
@@ -33,6 +39,7 @@ __all__ = [
     "SparseConv2d",
     "SparseLinear",
     "SparseMultiheadAttention",
+    "SparseRecurrent",
     "build_model",
     "export_checkpoint",
     "export_report",

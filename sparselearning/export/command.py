@@ -180,7 +180,8 @@ def export_checkpoint(
 ) -> dict[str, Any]:
     """Export a training checkpoint (or run directory) to `out`; returns sizes, ratio, output difference and
     `layers`: per masked layer (or tied weight) its name, kind (`csr_linear`, `csr_conv`, `csr_attention`,
-    `bias_only` or `dense`), density, the reason, and the dense and sparse times where they were measured.
+    `csr_recurrent`, `bias_only` or `dense`), density, the reason, and the dense and sparse times where they were
+    measured.
 
     :param model: a freshly built model of the run's architecture (it is copied, not modified); needed for
         runs whose model came from `model._target_`. Without it the model is rebuilt from the registry. Its

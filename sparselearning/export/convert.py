@@ -17,8 +17,10 @@ What each masked weight becomes, and why:
   measured faster on `example_input`. The race runs the enclosing `nn.TransformerEncoderLayer` /
   `nn.TransformerDecoderLayer` if there is one, since the dense layer may take PyTorch's fused fast path,
   which the sparse one leaves. Without `example_input` attention stays dense.
-- RNN/LSTM/GRU weights stay dense, with the mask multiplied in: the dense recurrence is one fused kernel per
-  layer, while a CSR recurrence needs one product per time step (benchmarks/export_speed.py measures it).
+- nn.LSTM, nn.GRU, nn.RNN: a `SparseRecurrent` (a CSR product per time step) only where it is measured faster
+  than the fused dense recurrence on the layer's real input from `example_input`: that pays for wide, very sparse
+  layers and loses for narrow ones (benchmarks/recurrent_export.py). Without `example_input`, with an LSTM's
+  `proj_size` or a packed-sequence input, the layer stays dense with the mask multiplied in.
 - A tied weight (one Parameter under several names) stays one dense Parameter, so the tie holds; the file
   stores it once, compressed.
 - A layer whose mask keeps every weight stays the dense layer it was; a Linear or Conv2d that keeps none
@@ -49,8 +51,10 @@ from sparselearning.export.layers import (
     SparseConv2d,
     SparseLinear,
     SparseMultiheadAttention,
+    SparseRecurrent,
     sparse_attention_supported,
     sparse_conv_supported,
+    sparse_recurrent_supported,
 )
 from sparselearning.export.semi_structured import require_semi_structured, to_semi_structured_
 from sparselearning.masking.selection import Candidate, masked_by_default, weight_candidates
@@ -64,7 +68,7 @@ from sparselearning.masking.selection import Candidate, masked_by_default, weigh
 CONV_DENSITY_THRESHOLD = 0.01
 
 #: Kinds of `LayerDecision` whose layer computes only its active weights.
-SPARSE_KINDS = ("csr_linear", "csr_conv", "csr_attention", "bias_only", "semi_structured")
+SPARSE_KINDS = ("csr_linear", "csr_conv", "csr_attention", "csr_recurrent", "bias_only", "semi_structured")
 
 #: Layers whose fused dense fast path reads the weights of their attention and of their Linear children
 #: directly (so these stay dense or go sparse together), and the containers that check their first layer's
@@ -80,7 +84,7 @@ class LayerDecision:
     """What `to_sparse` did with one masked layer (or tied weight), and why."""
 
     name: str  # module path in the model (a tied weight: its parameter name)
-    kind: str  # "csr_linear", "csr_conv", "csr_attention", "dense", "bias_only" or "semi_structured"
+    kind: str  # "csr_linear", "csr_conv", "csr_attention", "csr_recurrent", "dense", "bias_only", "semi_structured"
     density: float  # share of the layer's masked weights that are nonzero after masking
     reason: str
     dense_ms: float | None = None  # measured time of the dense layer on its example activations
@@ -459,7 +463,8 @@ def to_sparse_with_report(
     trace: _Trace | None = None
     if example_input is not None:
         watched = {id(c.parameter): {id(h.module) for h in c.holdings} for _, c in singles}
-        traced = list(attention)
+        watched.update({id(parameters[n]): {id(modules[path])} for path, names in recurrent.items() for n in names})
+        traced = [*attention, *recurrent]
         traced += [
             c.holdings[0].module_name
             for _, c in singles
@@ -482,17 +487,57 @@ def to_sparse_with_report(
             exported = replace_module(exported, path, replacement)
         decisions.append(decision)
     for path, names in recurrent.items():
-        density = _density([parameters[n] for n in names])
-        decisions.append(LayerDecision(path, "dense", density, _RECURRENT_REASON, parameters=tuple(names)))
+        weights = [parameters[n] for n in names]
+        replacement, decision = _decide_recurrent(exported, path, tuple(names), weights, trace, index_dtype)
+        if replacement is not None:
+            exported = replace_module(exported, path, replacement)
+        decisions.append(decision)
     exported.eval()
     if example_input is not None and any(d.sparse for d in decisions):
         _check_runs(exported, example_input, decisions)
     return exported, decisions
 
 
-_RECURRENT_REASON = (
-    "no sparse recurrent kernel: the fused dense recurrence runs with the mask multiplied in (stored compressed)"
-)
+def _decide_recurrent(
+    model: nn.Module,
+    path: str,
+    names: tuple[str, ...],
+    weights: Sequence[torch.Tensor],
+    trace: _Trace | None,
+    index_dtype: str | torch.dtype,
+) -> tuple[nn.Module | None, LayerDecision]:
+    """A `SparseRecurrent` for the recurrent layer at `path` where measured faster on the input it received from
+    `example_input`, else None (it stays dense, with the mask multiplied in)."""
+    layer = model.get_submodule(path)
+    density = _density(weights)
+
+    def dense(reason: str, dense_ms: float | None = None, sparse_ms: float | None = None) -> tuple[None, LayerDecision]:
+        return None, LayerDecision(path, "dense", density, reason, dense_ms, sparse_ms, names)
+
+    obstacle = sparse_recurrent_supported(layer) or next(filter(None, map(_csr_dtype_obstacle, weights)), None)
+    if obstacle is not None:
+        return dense(obstacle)
+    foreign = [trace.foreign[id(w)] for w in weights if trace is not None and id(w) in trace.foreign]
+    if foreign:
+        return dense(f"its weight is also used outside its forward (by {foreign[0]})")
+    if all(int(w.count_nonzero()) == w.numel() for w in weights):
+        return dense("mask keeps every weight")
+    call = None if trace is None else trace.calls.get(path)
+    if call is None:
+        why = "no example_input" if trace is None else "it did not run on example_input"
+        return dense(f"not measured ({why}); recurrent layers go sparse only where measured faster")
+    args, kwargs = call
+    if not args or not isinstance(args[0], torch.Tensor):
+        return dense("its input is a packed sequence, which the sparse recurrence does not take")
+    assert isinstance(layer, nn.RNNBase)
+    candidate = SparseRecurrent.from_dense(layer, index_dtype)
+    contenders = {"dense": lambda: layer(*args, **kwargs), "sparse": lambda: candidate(*args, **kwargs)}
+    with torch.no_grad():
+        timings = _race(contenders, args[0].device)
+    dense_ms, sparse_ms = timings["dense"] * 1e3, timings["sparse"] * 1e3
+    if timings["sparse"] < timings["dense"]:
+        return candidate, LayerDecision(path, "csr_recurrent", density, "measured faster", dense_ms, sparse_ms, names)
+    return dense("measured slower as sparse", dense_ms, sparse_ms)
 
 
 def _decide_single(
@@ -579,9 +624,10 @@ def to_sparse(
     :param masking: its `Masking`, or masks by parameter name (`"fc.weight"`, `"attn.in_proj_weight"`, any name
         of a tied weight) or, for a layer's `weight`, module path; None treats every zero of every weight
         `Masking` masks by default (Linear, conv, attention, recurrent) as masked
-    :param example_input: a batch as the model will see it in use; each Conv2d and attention layer is timed
-        dense and sparse on the activations it receives and the faster kept, and the exported model must run
-        on it. Without it, `conv_density_threshold` decides for convolutions and attention stays dense
+    :param example_input: a batch as the model will see it in use; each Conv2d, attention and recurrent layer is
+        timed dense and sparse on the activations it receives and the faster kept, and the exported model must
+        run on it. Without it, `conv_density_threshold` decides for convolutions; attention and recurrent layers
+        stay dense
     :param index_dtype: "auto" (int32 where indices fit: faster and smaller), "int32" or "int64"
     :param semi_structured: turn 2:4-masked Linear layers into 2:4 semi-structured ones (CUDA, compute
         capability >= 8.0, fp16/bf16 weights); raises `SparseLearningError` where that is impossible

@@ -535,3 +535,197 @@ class SparseMultiheadAttention(nn.Module):
     def extra_repr(self) -> str:
         nnz = sum(p.nnz for p in (self.q_proj, self.k_proj, self.v_proj, self.out_proj))
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}, nnz={nnz}"
+
+
+#: The recurrent layers `SparseRecurrent` computes, by the `mode` PyTorch gives them, and the gates per step.
+_RECURRENT_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+
+
+def sparse_recurrent_supported(module: nn.Module) -> str | None:
+    """None when an `nn.LSTM`, `nn.GRU` or `nn.RNN` has a `SparseRecurrent` form, else why not.
+
+    Supported: any number of layers, one or two directions, batch-first or not, with or without biases. Not
+    supported: an LSTM with `proj_size` (its hidden state is projected by one more matrix), and subclasses,
+    whose forward may differ.
+    """
+    if type(module) not in (nn.LSTM, nn.GRU, nn.RNN):
+        return f"{type(module).__name__} is not an nn.LSTM, nn.GRU or nn.RNN"
+    assert isinstance(module, nn.RNNBase)
+    if module.proj_size > 0:
+        return "proj_size > 0 has no sparse form"
+    return None
+
+
+class SparseRecurrent(nn.Module):
+    """What an `nn.LSTM`, `nn.GRU` or `nn.RNN` computes in eval mode, with its weight matrices as CSR products.
+
+    Per layer and direction, the input products of all time steps are one CSR product; the recurrence then runs
+    step by step, each step one CSR product with the recurrent matrix and the cell's element-wise gates (PyTorch's
+    gate order and formulas). A step-by-step recurrence cannot use the fused dense kernel, so this only pays for
+    wide, very sparse layers (benchmarks/recurrent_export.py: 2.4-5x faster at width 1024 and density <= 0.1, 1.3-6x
+    slower at widths 64-256); `to_sparse` times both on the layer's real input and keeps the faster. Dropout
+    between layers is left out: exported models run in eval mode. Packed sequences are not accepted.
+
+    It returns what the dense layer returns: `(output, (h_n, c_n))` for an LSTM, `(output, h_n)` otherwise.
+    """
+
+    def __init__(
+        self,
+        weight_ih: Sequence[SparseLinear],
+        weight_hh: Sequence[SparseLinear],
+        *,
+        mode: str,
+        hidden_size: int,
+        num_layers: int,
+        bidirectional: bool,
+        batch_first: bool,
+    ) -> None:
+        super().__init__()
+        if mode not in _RECURRENT_GATES:
+            raise SparseLearningError(
+                f"SparseRecurrent mode must be one of {', '.join(_RECURRENT_GATES)}, got {mode!r}"
+            )
+        directions = 2 if bidirectional else 1
+        count = int(num_layers) * directions
+        if len(weight_ih) != count or len(weight_hh) != count:
+            raise SparseLearningError(
+                f"SparseRecurrent needs {count} input and recurrent matrices, got {len(weight_ih)} and {len(weight_hh)}"
+            )
+        rows = _RECURRENT_GATES[mode] * int(hidden_size)
+        for index, (ih, hh) in enumerate(zip(weight_ih, weight_hh, strict=True)):
+            expected_in = ih.in_features if index < directions else directions * int(hidden_size)
+            shape_hh = (hh.out_features, hh.in_features)
+            if ih.out_features != rows or ih.in_features != expected_in or shape_hh != (rows, int(hidden_size)):
+                raise SparseLearningError(
+                    f"recurrent matrices {index} of shapes {(ih.out_features, ih.in_features)} and "
+                    f"{(hh.out_features, hh.in_features)} do not fit a {mode} of hidden size {hidden_size}"
+                )
+        self.weight_ih = nn.ModuleList(weight_ih)
+        self.weight_hh = nn.ModuleList(weight_hh)
+        self.mode = mode
+        self.hidden_size = int(hidden_size)
+        self.input_size = weight_ih[0].in_features
+        self.num_layers = int(num_layers)
+        self.bidirectional = bool(bidirectional)
+        self.batch_first = bool(batch_first)
+        self.bias = weight_ih[0].bias is not None
+
+    @classmethod
+    def from_dense(cls, layer: nn.RNNBase, index_dtype: str | torch.dtype = "auto") -> SparseRecurrent:
+        """The sparse form of a (masked) `nn.LSTM`, `nn.GRU` or `nn.RNN`; see `sparse_recurrent_supported`."""
+        reason = sparse_recurrent_supported(layer)
+        if reason is not None:
+            raise SparseLearningError(f"SparseRecurrent cannot replace this layer: {reason}")
+        weight_ih: list[SparseLinear] = []
+        weight_hh: list[SparseLinear] = []
+        for suffix in cls._suffixes(layer.num_layers, layer.bidirectional):
+            for kind, matrices in (("ih", weight_ih), ("hh", weight_hh)):
+                bias = getattr(layer, f"bias_{kind}{suffix}") if layer.bias else None
+                matrices.append(_linear_from(getattr(layer, f"weight_{kind}{suffix}"), bias, index_dtype))
+        return cls(
+            weight_ih,
+            weight_hh,
+            mode=layer.mode,
+            hidden_size=layer.hidden_size,
+            num_layers=layer.num_layers,
+            bidirectional=layer.bidirectional,
+            batch_first=layer.batch_first,
+        )
+
+    @staticmethod
+    def _suffixes(num_layers: int, bidirectional: bool) -> list[str]:
+        """PyTorch's parameter-name suffixes, layer by layer, forward direction first."""
+        directions = ("", "_reverse") if bidirectional else ("",)
+        return [f"_l{layer}{direction}" for layer in range(num_layers) for direction in directions]
+
+    def dense_state(self) -> dict[str, torch.Tensor]:
+        """The state dict of the dense recurrent layer this module computes (how the file stores it)."""
+        state: dict[str, torch.Tensor] = {}
+        suffixes = self._suffixes(self.num_layers, self.bidirectional)
+        for suffix, ih, hh in zip(suffixes, self.weight_ih, self.weight_hh, strict=True):
+            for kind, linear in (("ih", ih), ("hh", hh)):
+                assert isinstance(linear, SparseLinear)
+                state[f"weight_{kind}{suffix}"] = linear.csr_weight().to_dense()
+                if linear.bias is not None:
+                    state[f"bias_{kind}{suffix}"] = linear.bias
+        return state
+
+    def _step(
+        self, gates_in: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, recurrent: nn.Module
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One time step of the cell: the new hidden state (and, for an LSTM, the new cell state)."""
+        gates_h = recurrent(h)
+        if self.mode == "LSTM":
+            assert c is not None
+            i, f, g, o = (gates_in + gates_h).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            return torch.sigmoid(o) * torch.tanh(c), c
+        if self.mode == "GRU":
+            x_r, x_z, x_n = gates_in.chunk(3, dim=1)
+            h_r, h_z, h_n = gates_h.chunk(3, dim=1)
+            reset, update = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+            new = torch.tanh(x_n + reset * h_n)
+            return new + update * (h - new), None
+        pre = gates_in + gates_h
+        return (torch.tanh(pre) if self.mode == "RNN_TANH" else torch.relu(pre)), None
+
+    def forward(
+        self, inputs: torch.Tensor, hx: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, Any]:
+        if not isinstance(inputs, torch.Tensor):
+            raise SparseLearningError(
+                f"SparseRecurrent takes a tensor, not a {type(inputs).__name__} (packed sequence)"
+            )
+        lstm = self.mode == "LSTM"
+        batched = inputs.dim() == 3
+        if not batched:  # one sequence: a batch of one, in (length, batch, features) layout
+            inputs = inputs.unsqueeze(1)
+        elif self.batch_first:
+            inputs = inputs.transpose(0, 1)
+        steps, batch, _ = inputs.shape
+        directions = 2 if self.bidirectional else 1
+        shape = (self.num_layers * directions, batch, self.hidden_size)
+        if hx is None:
+            h0 = inputs.new_zeros(shape)
+            c0 = inputs.new_zeros(shape) if lstm else None
+        else:
+            h0, c0 = hx if isinstance(hx, tuple) else (hx, None)
+            if (c0 is None) == lstm:
+                raise SparseLearningError("an LSTM's initial state is (h_0, c_0); a GRU's or RNN's is h_0 alone")
+            if not batched:
+                h0, c0 = h0.unsqueeze(1), None if c0 is None else c0.unsqueeze(1)
+        layer_input = inputs
+        last_h: list[torch.Tensor] = []
+        last_c: list[torch.Tensor] = []
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(directions):
+                index = layer * directions + direction
+                flat = layer_input.reshape(steps * batch, -1)
+                gates_in = self.weight_ih[index](flat).reshape(steps, batch, -1)
+                h, c = h0[index], None if c0 is None else c0[index]
+                per_step: list[torch.Tensor] = [h] * steps
+                for step in reversed(range(steps)) if direction else range(steps):
+                    h, c = self._step(gates_in[step], h, c, self.weight_hh[index])
+                    per_step[step] = h
+                outputs.append(torch.stack(per_step))
+                last_h.append(h)
+                if c is not None:
+                    last_c.append(c)
+            layer_input = outputs[0] if directions == 1 else torch.cat(outputs, dim=2)
+        output, h_n = layer_input, torch.stack(last_h)
+        c_n = torch.stack(last_c) if lstm else None
+        if not batched:
+            output, h_n = output.squeeze(1), h_n.squeeze(1)
+            c_n = None if c_n is None else c_n.squeeze(1)
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        return output, ((h_n, c_n) if lstm else h_n)
+
+    def extra_repr(self) -> str:
+        nnz = sum(m.nnz for m in [*self.weight_ih, *self.weight_hh] if isinstance(m, SparseLinear))
+        return (
+            f"mode={self.mode}, input_size={self.input_size}, hidden_size={self.hidden_size}, "
+            f"num_layers={self.num_layers}, bidirectional={self.bidirectional}, batch_first={self.batch_first}, "
+            f"bias={self.bias}, nnz={nnz}"
+        )

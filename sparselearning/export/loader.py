@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,9 +40,11 @@ from sparselearning.export.layers import (
     SparseConv2d,
     SparseLinear,
     SparseMultiheadAttention,
+    SparseRecurrent,
     csr_view,
     sparse_attention_supported,
     sparse_conv_supported,
+    sparse_recurrent_supported,
     validate_csr,
 )
 from sparselearning.export.serialize import FORMAT, build_model, layer_entry, owned_by, tied_names
@@ -187,14 +189,21 @@ def _expand_tensor(key: Any, entry: Any, expected: Mapping[str, torch.Tensor], s
     state[key] = _expanded(fields, shape, target.dtype, "a compressed tensor")
 
 
-def _sparse_attention(model: nn.Module, fields: _Fields) -> None:
-    """A "csr_attention" entry: the model's layer there must be an attention with a sparse form."""
+#: Entries marking a layer stored as the dense layer it computes: what says whether the model's layer there has a
+#: sparse form (None when it has), and what converts it once its checked weights are loaded.
+_CONVERTED: dict[str, tuple[Callable[[nn.Module], str | None], Callable[[Any], nn.Module]]] = {
+    "csr_attention": (sparse_attention_supported, SparseMultiheadAttention.from_dense),
+    "csr_recurrent": (sparse_recurrent_supported, SparseRecurrent.from_dense),
+}
+
+
+def _check_converted(model: nn.Module, fields: _Fields, kind: str) -> None:
+    """A "csr_attention" or "csr_recurrent" entry: the model's layer there must have that sparse form."""
     if set(fields.entry) != {"kind"}:
-        raise fields.fail(f"a 'csr_attention' entry holds only its kind, found {sorted(fields.entry)}")
-    module = _module_at(model, fields)
-    reason = sparse_attention_supported(module)
+        raise fields.fail(f"a {kind!r} entry holds only its kind, found {sorted(fields.entry)}")
+    reason = _CONVERTED[kind][0](_module_at(model, fields))
     if reason is not None:
-        raise fields.fail(f"a 'csr_attention' entry, but {reason}")
+        raise fields.fail(f"a {kind!r} entry, but {reason}")
 
 
 def _untie(groups: list[list[str]], state: dict[str, Any], ties: Any, replaced: list[str], path: Path) -> set[str]:
@@ -407,11 +416,11 @@ def load_sparse(path: str | os.PathLike[str], model: nn.Module | None = None) ->
     groups = tied_names(rebuilt)
     state = dict(state)
     replaced: list[str] = []
-    attentions: list[str] = []
+    converted: dict[str, str] = {}  # path -> kind, for layers converted after loading
     for layer_path, entry in layers.items():
-        if isinstance(layer_path, str) and isinstance(entry, Mapping) and entry.get("kind") == "csr_attention":
-            _sparse_attention(rebuilt, _Fields(entry, layer_path))
-            attentions.append(layer_path)
+        if isinstance(layer_path, str) and isinstance(entry, Mapping) and entry.get("kind") in _CONVERTED:
+            _check_converted(rebuilt, _Fields(entry, layer_path), entry["kind"])
+            converted[layer_path] = entry["kind"]
             continue
         rebuilt, was_replaced = _rebuild_layer(rebuilt, layer_path, entry, state)
         if was_replaced:
@@ -419,14 +428,13 @@ def load_sparse(path: str | os.PathLike[str], model: nn.Module | None = None) ->
     expected = _expected_state(rebuilt, replaced)
     for key, entry in tensors.items():
         _expand_tensor(key, entry, expected, state)
-    aliases = _untie(groups, state, ties, [*replaced, *attentions], path)
+    aliases = _untie(groups, state, ties, [*replaced, *converted], path)
     rebuilt.load_state_dict(_checked_state(rebuilt, state, replaced, path, aliases), strict=False, assign=True)
     _retie(rebuilt, groups)
     unfilled = [name for name, t in [*rebuilt.named_parameters(), *rebuilt.named_buffers()] if t.is_meta]
     if unfilled:
         raise SparseLearningError(f"{path} does not fit the model: nothing in it fills {sorted(unfilled)[:5]}")
-    for layer_path in attentions:
-        layer = rebuilt.get_submodule(layer_path)
-        assert isinstance(layer, nn.MultiheadAttention)
-        rebuilt = replace_module(rebuilt, layer_path, SparseMultiheadAttention.from_dense(layer))
+    for layer_path, kind in converted.items():
+        layer = rebuilt.get_submodule(layer_path) if layer_path else rebuilt
+        rebuilt = replace_module(rebuilt, layer_path, _CONVERTED[kind][1](layer))
     return rebuilt.eval()

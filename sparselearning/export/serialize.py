@@ -10,9 +10,10 @@ The file is a plain dict that `torch.load(path, weights_only=True)` reads withou
      "state": {key: tensor}}                                   # every other entry of the state dict
 
 `kind` is "csr_linear" or "csr_conv" (a `SparseLinear` / `SparseConv2d`: `crow_indices`, `col_indices`,
-`values`, the weight's `shape` and the bias), "bias_only" (a layer with no active weight), or "csr_attention"
-(an `nn.MultiheadAttention` computed by a `SparseMultiheadAttention`; it holds no tensors: the layer's weights
-are ordinary state entries, so the loader checks them as such and converts the layer after loading). Files
+`values`, the weight's `shape` and the bias), "bias_only" (a layer with no active weight), "csr_attention"
+(an `nn.MultiheadAttention` computed by a `SparseMultiheadAttention`) or "csr_recurrent" (an `nn.LSTM`, `nn.GRU`
+or `nn.RNN` computed by a `SparseRecurrent`). The last two hold no tensors: the layer's weights are ordinary
+state entries (stored compressed), so the loader checks them as such and converts the layer after loading. Files
 written before attention and tied weights were exported may hold "dense" layer entries instead of "tensors"
 (a Linear/conv weight stored compressed); the loader still reads them.
 
@@ -44,7 +45,14 @@ from torch import nn
 from sparselearning import models
 from sparselearning.core import unwrap_model
 from sparselearning.errors import SparseLearningError, first_line
-from sparselearning.export.layers import BiasOnly, SparseConv2d, SparseLinear, SparseMultiheadAttention, compress
+from sparselearning.export.layers import (
+    BiasOnly,
+    SparseConv2d,
+    SparseLinear,
+    SparseMultiheadAttention,
+    SparseRecurrent,
+    compress,
+)
 from sparselearning.export.output import check_writable
 from sparselearning.io import atomic_save
 
@@ -166,6 +174,13 @@ def _is_semi_structured(tensor: torch.Tensor) -> bool:
     return kind is not None and isinstance(tensor, kind)
 
 
+#: The layers stored as the dense layer they compute (with a marker of this kind), converted again on load.
+CONVERTED_KINDS: dict[type[nn.Module], str] = {
+    SparseMultiheadAttention: "csr_attention",
+    SparseRecurrent: "csr_recurrent",
+}
+
+
 def layer_entry(module: nn.Module) -> dict[str, Any] | None:
     """The file entry of a layer the loader must rebuild, or None for a module saved through the state dict."""
     if isinstance(module, SparseLinear):
@@ -236,10 +251,10 @@ def sparse_payload(model: nn.Module, spec: Mapping[str, Any] | None = None) -> d
     model = unwrap_model(model)
     checked = check_spec(spec)
     layers: dict[str, dict[str, Any]] = {}
-    attentions = [path for path, m in model.named_modules() if isinstance(m, SparseMultiheadAttention)]
+    converted = [path for path, m in model.named_modules() if type(m) in CONVERTED_KINDS]
     for path, module in model.named_modules():
-        if any(owned_by(path, above) and path != above for above in attentions):
-            continue  # a sparse attention's own projections: the attention is stored as a whole below
+        if any(owned_by(path, above) and path != above for above in converted):
+            continue  # a sparse attention's or recurrent layer's own matrices: it is stored as a whole below
         if any(_is_semi_structured(p) for p in module.parameters(recurse=False)):
             raise SparseLearningError(
                 f"layer {path!r} holds a 2:4 semi-structured weight, a GPU runtime format that is not saved; "
@@ -251,13 +266,13 @@ def sparse_payload(model: nn.Module, spec: Mapping[str, Any] | None = None) -> d
     state = {
         key: value.detach().cpu()
         for key, value in model.state_dict().items()
-        if not any(owned_by(key, path) for path in [*layers, *attentions])
+        if not any(owned_by(key, path) for path in [*layers, *converted])
     }
-    # A sparse attention is stored as the dense layer it replaces (its weights compressed below).
-    for path in attentions:
+    # A sparse attention or recurrent layer is stored as the dense layer it replaces (its weights compressed below).
+    for path in converted:
         module = model.get_submodule(path)
-        assert isinstance(module, SparseMultiheadAttention)
-        layers[path] = {"kind": "csr_attention"}
+        assert isinstance(module, (SparseMultiheadAttention, SparseRecurrent))
+        layers[path] = {"kind": CONVERTED_KINDS[type(module)]}
         prefix = f"{path}." if path else ""
         state.update({prefix + key: value.detach().cpu() for key, value in module.dense_state().items()})
     # A tied weight is stored once, under its first name; the others are listed so the loader ties them again.
