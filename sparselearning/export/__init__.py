@@ -2,7 +2,7 @@
 
     from sparselearning.export import to_sparse, save_sparse, load_sparse
 
-    sparse_model = to_sparse(model, masking, example_input=batch)   # CSR Linear, measured Conv2d/attention/RNN
+    sparse_model = to_sparse(model, masking, example_input=batch)   # CSR Linear; with example_input, timed
     save_sparse(sparse_model, "model.sparse.pt", spec={"name": "lenet5", "kwargs": {}})
     model = load_sparse("model.sparse.pt")                          # torch.load(weights_only=True) underneath
 
@@ -14,6 +14,7 @@ from sparselearning.export.command import export_checkpoint
 from sparselearning.export.convert import CONV_DENSITY_THRESHOLD, LayerDecision, to_sparse, to_sparse_with_report
 from sparselearning.export.layers import (
     BiasOnly,
+    CondensedLinear,
     SparseConv2d,
     SparseLinear,
     SparseMultiheadAttention,
@@ -34,6 +35,7 @@ __all__ = [
     "CONV_DENSITY_THRESHOLD",
     "FORMAT",
     "BiasOnly",
+    "CondensedLinear",
     "ExportReport",
     "LayerDecision",
     "SparseConv2d",

@@ -9,6 +9,11 @@ What each masked weight becomes, and why:
   `example_input`; always so for `nn.MultiheadAttention.out_proj`, which the attention passes to
   `F.multi_head_attention_forward` without calling it), when the weight is tied, when the class overrides
   `forward`, or when the CPU has no CSR kernel for its dtype: such a layer stays dense.
+- nn.Linear whose mask has constant fan-in (every non-empty row keeps the same number k of inputs, as SRigL
+  trains): with `example_input`, timed as dense, CSR and `CondensedLinear` (an (out, k) dense weight and an index
+  table, computed by gathering inputs) on the activations it receives, and the fastest kept; without it, CSR as
+  for any masked Linear (condensed beats CSR and dense only on some shapes and batches, so it is never chosen
+  unmeasured).
 - nn.Conv2d: a `SparseConv2d` (unfold + CSR matmul) only where it is measured to be faster than the dense
   convolution on the activations the layer really sees (`example_input`), because unfolding costs more than
   the dense convolution itself for many layers and batch sizes. Without `example_input` a convolution becomes
@@ -48,10 +53,12 @@ from sparselearning.core import Masking, unwrap_model
 from sparselearning.errors import SparseLearningError, first_line
 from sparselearning.export.layers import (
     BiasOnly,
+    CondensedLinear,
     SparseConv2d,
     SparseLinear,
     SparseMultiheadAttention,
     SparseRecurrent,
+    constant_fan_in,
     sparse_attention_supported,
     sparse_conv_supported,
     sparse_recurrent_supported,
@@ -68,7 +75,15 @@ from sparselearning.masking.selection import Candidate, masked_by_default, weigh
 CONV_DENSITY_THRESHOLD = 0.01
 
 #: Kinds of `LayerDecision` whose layer computes only its active weights.
-SPARSE_KINDS = ("csr_linear", "csr_conv", "csr_attention", "csr_recurrent", "bias_only", "semi_structured")
+SPARSE_KINDS = (
+    "csr_linear",
+    "condensed_linear",
+    "csr_conv",
+    "csr_attention",
+    "csr_recurrent",
+    "bias_only",
+    "semi_structured",
+)
 
 #: Layers whose fused dense fast path reads the weights of their attention and of their Linear children
 #: directly (so these stay dense or go sparse together), and the containers that check their first layer's
@@ -84,12 +99,13 @@ class LayerDecision:
     """What `to_sparse` did with one masked layer (or tied weight), and why."""
 
     name: str  # module path in the model (a tied weight: its parameter name)
-    kind: str  # "csr_linear", "csr_conv", "csr_attention", "csr_recurrent", "dense", "bias_only", "semi_structured"
+    kind: str  # one of SPARSE_KINDS, or "csr_attention", "csr_recurrent", "dense", "bias_only", "semi_structured"
     density: float  # share of the layer's masked weights that are nonzero after masking
     reason: str
     dense_ms: float | None = None  # measured time of the dense layer on its example activations
     sparse_ms: float | None = None  # measured time of the sparse candidate
     parameters: tuple[str, ...] = ()  # the masked parameters this decision covers
+    timings: tuple[tuple[str, float], ...] = ()  # ms of every layout raced, where more than two were
 
     @property
     def sparse(self) -> bool:
@@ -468,7 +484,11 @@ def to_sparse_with_report(
         traced += [
             c.holdings[0].module_name
             for _, c in singles
-            if sparse_conv_supported(c.holdings[0].module) and c.holdings[0].attribute == "weight"
+            if c.holdings[0].attribute == "weight"
+            and (
+                sparse_conv_supported(c.holdings[0].module)
+                or (isinstance(c.holdings[0].module, nn.Linear) and constant_fan_in(c.parameter) is not None)
+            )
         ]
         trace = _trace(exported, sorted(set(traced)), watched, example_input)
 
@@ -579,6 +599,10 @@ def _decide_single(
                 path, "semi_structured" if converted else "dense", density, reason, parameters=names
             )
         replacement = SparseLinear.from_dense(layer, index_dtype)
+        call = None if trace is None else trace.calls.get(path)
+        activation = call[0][0] if call is not None and call[0] and isinstance(call[0][0], torch.Tensor) else None
+        if activation is not None and constant_fan_in(weight) is not None:
+            return _decide_condensed(path, layer, replacement, density, activation, names)
         return replacement, LayerDecision(path, "csr_linear", density, "masked Linear", parameters=names)
     assert isinstance(layer, nn.Conv2d)
     if trace is not None and id(weight) in trace.foreign:
@@ -591,6 +615,35 @@ def _decide_single(
     activation = call[0][0] if call is not None and call[0] and isinstance(call[0][0], torch.Tensor) else None
     chosen, decision = _decide_conv(path, layer, density, activation, index_dtype, threshold)
     return (None if chosen is layer else chosen), replace(decision, parameters=names)
+
+
+def _decide_condensed(
+    path: str,
+    layer: nn.Linear,
+    csr: SparseLinear,
+    density: float,
+    activation: torch.Tensor,
+    names: tuple[str, ...],
+) -> tuple[nn.Module | None, LayerDecision]:
+    """The fastest of dense, CSR and condensed for a constant fan-in Linear, timed on the activation it received
+    from `example_input` (None: it stays dense)."""
+    condensed = CondensedLinear.from_dense(layer)
+    contenders = {"dense": lambda: layer(activation), "csr": lambda: csr(activation)}
+    contenders["condensed"] = lambda: condensed(activation)
+    with torch.no_grad():
+        timings = _race(contenders, activation.device)
+    ms = {name: seconds * 1e3 for name, seconds in timings.items()}
+    listed = tuple((name, ms[name]) for name in contenders if name in ms)
+    measured = ", ".join(f"{name} {value:.4f} ms" for name, value in listed)
+    winner = min(ms, key=lambda name: ms[name])
+    best_sparse = min((ms[name] for name in ("csr", "condensed") if name in ms), default=None)
+    if winner == "dense":
+        reason = f"measured fastest as dense ({measured})"
+        return None, LayerDecision(path, "dense", density, reason, ms.get("dense"), best_sparse, names, listed)
+    chosen: nn.Module = condensed if winner == "condensed" else csr
+    kind = "condensed_linear" if winner == "condensed" else "csr_linear"
+    reason = f"measured fastest as {winner} ({measured})"
+    return chosen, LayerDecision(path, kind, density, reason, ms.get("dense"), ms[winner], names, listed)
 
 
 def _check_runs(model: nn.Module, example_input: torch.Tensor | tuple, decisions: list[LayerDecision]) -> None:

@@ -9,7 +9,9 @@ allocated. A bad field is one `SparseLearningError` naming the layer and the fie
   `EXPANSION` per number stored, or `ALWAYS_ALLOWED` in all. A spec asking for terabytes is refused here.
 - Each layer entry must fit the module at its path: its kind, weight shape, convolution geometry and bias.
   CSR components must be 1-D, int32 or int64 indices (both the same), floating-point values, one row pointer
-  per row plus one, and column indices in range (`validate_csr`).
+  per row plus one, and column indices in range (`validate_csr`). A condensed Linear's (out, k) weight is
+  floating point and its index table int32/int64 of the same shape, every index an input of the layer
+  (`validate_condensed`).
 - A "dense" entry (a dense weight stored compressed) expands to at most max(`ALWAYS_ALLOWED`, `EXPANSION`
   x the numbers it stores) weights.
 - The rest of the state must hold exactly the model's other tensors, each a dense tensor of the model's
@@ -37,6 +39,7 @@ from sparselearning.errors import SparseLearningError
 from sparselearning.export.convert import replace_module
 from sparselearning.export.layers import (
     BiasOnly,
+    CondensedLinear,
     SparseConv2d,
     SparseLinear,
     SparseMultiheadAttention,
@@ -45,6 +48,7 @@ from sparselearning.export.layers import (
     sparse_attention_supported,
     sparse_conv_supported,
     sparse_recurrent_supported,
+    validate_condensed,
     validate_csr,
 )
 from sparselearning.export.serialize import FORMAT, build_model, layer_entry, owned_by, tied_names
@@ -253,6 +257,24 @@ def _sparse_linear(model: nn.Module, fields: _Fields) -> nn.Module:
     return SparseLinear(crow, col, values, in_features, out_features, fields.bias(module))
 
 
+def _condensed_linear(model: nn.Module, fields: _Fields) -> nn.Module:
+    """A `CondensedLinear`: its (out, k) weight and index table checked against the model's Linear there."""
+    out_features, in_features = fields.ints("shape", 2)
+    module, dense_weight = _target(model, fields, (nn.Linear,), [out_features, in_features])
+    weight, indices = fields.entry.get("weight"), fields.entry.get("indices")
+    if not isinstance(weight, torch.Tensor) or not isinstance(indices, torch.Tensor):
+        raise fields.fail(f"'weight' and 'indices' must be tensors, found {_describe(weight)}, {_describe(indices)}")
+    if weight.layout != torch.strided or weight.dim() != 2 or weight.shape[0] != out_features:
+        raise fields.fail(f"'weight' must be a dense ({out_features}, k) tensor, found {_describe(weight)}")
+    if weight.shape[1] > in_features:
+        raise fields.fail(f"'weight' reads {weight.shape[1]} inputs per neuron, the layer has {in_features}")
+    try:
+        validate_condensed(weight, indices, in_features)
+    except SparseLearningError as error:
+        raise fields.fail(str(error)) from None
+    return CondensedLinear(weight.to(dense_weight.dtype), indices, in_features, fields.bias(module))
+
+
 def _sparse_conv(model: nn.Module, fields: _Fields) -> nn.Module:
     shape = fields.ints("shape", 4)
     module, weight = _target(model, fields, (nn.Conv2d,), shape)
@@ -313,7 +335,12 @@ def _rebuild_layer(model: nn.Module, path: Any, entry: Any, state: dict[str, Any
     if kind == "dense":
         _dense_weight(model, fields, state)
         return model, False
-    builders = {"csr_linear": _sparse_linear, "csr_conv": _sparse_conv, "bias_only": _bias_only}
+    builders = {
+        "csr_linear": _sparse_linear,
+        "condensed_linear": _condensed_linear,
+        "csr_conv": _sparse_conv,
+        "bias_only": _bias_only,
+    }
     if kind not in builders:
         raise fields.fail(f"unknown kind {_describe(kind)}; allowed: dense, {', '.join(builders)}")
     return replace_module(model, path, builders[kind](model, fields)), True

@@ -9,7 +9,9 @@ The file is a plain dict that `torch.load(path, weights_only=True)` reads withou
      "ties": {key: [other names of the same Parameter]},
      "state": {key: tensor}}                                   # every other entry of the state dict
 
-`kind` is "csr_linear" or "csr_conv" (a `SparseLinear` / `SparseConv2d`: `crow_indices`, `col_indices`,
+`kind` is "condensed_linear" (a `CondensedLinear`: its (out, k) `weight`, the (out, k) `indices` table of the
+inputs each neuron reads, the dense `shape` [out, in] and the bias), "csr_linear" or "csr_conv" (a
+`SparseLinear` / `SparseConv2d`: `crow_indices`, `col_indices`,
 `values`, the weight's `shape` and the bias), "bias_only" (a layer with no active weight), "csr_attention"
 (an `nn.MultiheadAttention` computed by a `SparseMultiheadAttention`) or "csr_recurrent" (an `nn.LSTM`, `nn.GRU`
 or `nn.RNN` computed by a `SparseRecurrent`). The last two hold no tensors: the layer's weights are ordinary
@@ -47,6 +49,7 @@ from sparselearning.core import unwrap_model
 from sparselearning.errors import SparseLearningError, first_line
 from sparselearning.export.layers import (
     BiasOnly,
+    CondensedLinear,
     SparseConv2d,
     SparseLinear,
     SparseMultiheadAttention,
@@ -189,6 +192,14 @@ def layer_entry(module: nn.Module) -> dict[str, Any] | None:
             "crow_indices": module.crow_indices.cpu(),
             "col_indices": module.col_indices.cpu(),
             "values": module.values.cpu(),
+            "shape": [module.out_features, module.in_features],
+            "bias": _bias(module),
+        }
+    if isinstance(module, CondensedLinear):
+        return {
+            "kind": "condensed_linear",
+            "weight": module.weight.cpu(),
+            "indices": module.indices.cpu(),
             "shape": [module.out_features, module.in_features],
             "bias": _bias(module),
         }
