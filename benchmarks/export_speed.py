@@ -8,10 +8,13 @@ medians) at batch 1 and 256. Beside the speed-up stands the memory-bound limit `
 density)`: how much faster a kernel that only streams the weights could get by reading 4 + index bytes per
 active weight instead of 4 bytes per weight. A second table times CSR products with int32 against int64
 indices, the measurement behind `index_dtype="auto"` choosing int32; a third times single convolutions dense
-and as `SparseConv2d`, the measurement behind `CONV_DENSITY_THRESHOLD`.
+and as `SparseConv2d`, the measurement behind `CONV_DENSITY_THRESHOLD`. A fourth times constant fan-in (SRigL)
+masks as the masked dense model, all-CSR, all-`CondensedLinear` and what `to_sparse` picks per layer when timing
+on the batch (`--condensed-only` runs just that table).
 
 Targets (issue "Make sparsity pay"): for the 4096 MLP at batch 256, at least 2x at 95% sparsity and 5x at
-99%; at batch 1, at least half the memory-bound limit.
+99%; at batch 1, at least half the memory-bound limit. Condensed (issue "Speed without sparse kernels"), one
+thread, batch 1, 90% sparsity: at least 2x dense on a 784-2048-2048-10 MLP, at least 1x on LeNet-300-100.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from torch import nn
 
 from benchmarks.timing import alternating_medians
 from sparselearning.export import export_report, to_sparse
-from sparselearning.export.layers import SparseConv2d, SparseLinear
+from sparselearning.export.convert import replace_module
+from sparselearning.export.layers import CondensedLinear, SparseConv2d, SparseLinear
 from sparselearning.models import MLP, LeNet5, LeNet300100
 
 BATCHES = (1, 256)
@@ -195,6 +199,85 @@ def conv_rows(
     return rows
 
 
+def constant_fan_in_masks(model: nn.Module, density: float, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Masks keeping round(density * inputs) random inputs of every neuron of every Linear (SRigL's layout)."""
+    generator = torch.Generator().manual_seed(seed)
+    masks = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            keep = max(1, round(density * module.in_features))
+            order = torch.rand(module.weight.shape, generator=generator).argsort(dim=1)[:, :keep]
+            masks[f"{name}.weight"] = torch.zeros_like(module.weight, dtype=torch.bool).scatter_(1, order, True)
+    return masks
+
+
+def condensed_rows(cases: list, sparsity: float, batches: tuple[int, ...], rounds: int) -> list[dict[str, object]]:
+    """Constant fan-in masks: the masked dense model against all-CSR, all-condensed and `to_sparse`'s measured
+    per-layer choice (dense, CSR or condensed), side by side."""
+    rows = []
+    for name, model, shape in cases:
+        masks = constant_fan_in_masks(model, 1.0 - sparsity)
+        dense = masked_copy(model, masks)
+        condensed = copy.deepcopy(dense)
+        for path, module in dense.named_modules():
+            if isinstance(module, nn.Linear):
+                condensed = replace_module(condensed, path, CondensedLinear.from_dense(module))
+        csr = to_sparse(dense, masks)
+        for batch in batches:
+            inputs = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(1))
+            picked = to_sparse(dense, masks, example_input=inputs)
+            contenders = {"dense": dense, "csr": csr, "condensed": condensed, "picked": picked}
+            with torch.no_grad():
+                reference = dense(inputs)
+                difference = max(float((m(inputs) - reference).abs().max()) for m in contenders.values())
+                calls = _calls_for(lambda d=dense, x=inputs: d(x), 0.02)
+                medians = alternating_medians(
+                    {key: (lambda m=m, x=inputs: m(x)) for key, m in contenders.items()}, rounds, calls
+                )
+            kinds = "+".join(
+                type(m).__name__.replace("Linear", "") or "Dense"
+                for m in picked.modules()
+                if isinstance(m, (nn.Linear, SparseLinear, CondensedLinear))
+            )
+            row: dict[str, object] = {"cf_model": name, "sparsity": sparsity, "batch": batch}
+            row.update({f"{key}_ms": medians[key] * 1e3 for key in contenders})
+            row.update({f"{key}_speedup": medians["dense"] / medians[key] for key in ("csr", "condensed", "picked")})
+            row.update({"max_abs_diff": difference, "picked_layers": kinds})
+            rows.append(row)
+    return rows
+
+
+def _condensed_targets(rows: list[dict[str, object]]) -> list[str]:
+    lines = []
+    for model, goal in (("MLP 784-2048-2048-10", 2.0), ("LeNet-300-100", 1.0)):
+        for row in rows:
+            if row["cf_model"] == model and row["batch"] == 1 and row["sparsity"] == 0.9:
+                for key in ("condensed", "picked"):
+                    speedup = float(row[f"{key}_speedup"])  # type: ignore[arg-type]
+                    met = "met" if speedup >= goal else "NOT met"
+                    lines.append(f"{model}, batch 1, 90%, {key}: {speedup:.2f}x dense (target >= {goal:.0f}x): {met}")
+    return lines
+
+
+def _print_condensed(rows: list[dict[str, object]], threads: int, rounds: int) -> None:
+    print(
+        f"\nconstant fan-in masks, threads {threads}, medians of {rounds} alternating rounds; speed-up over the "
+        "masked dense model; picked = to_sparse(example_input=batch) per layer"
+    )
+    print(
+        f"{'model':<22} {'sparsity':>8} {'batch':>5} {'dense ms':>9} {'csr':>7} {'condensed':>9} {'picked':>7} "
+        f"{'max diff':>9}  picked layers"
+    )
+    for row in rows:
+        print(
+            f"{row['cf_model']:<22} {row['sparsity']:>8.0%} {row['batch']:>5} {row['dense_ms']:>9.3f} "
+            f"{row['csr_speedup']:>6.2f}x {row['condensed_speedup']:>8.2f}x {row['picked_speedup']:>6.2f}x "
+            f"{row['max_abs_diff']:>9.1e}  {row['picked_layers']}"
+        )
+    for line in _condensed_targets(rows):
+        print(line)
+
+
 def _targets(rows: list[dict[str, object]]) -> list[str]:
     lines = []
     big = {(r["sparsity"], r["batch"]): r for r in rows if str(r["model"]).startswith("MLP 4096")}
@@ -221,6 +304,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser.add_argument("--index-dtype", choices=("auto", "int32", "int64"), default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default; --smoke: 1)")
     parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
+    parser.add_argument("--condensed-only", action="store_true", help="only the constant fan-in (condensed) table")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     cases: list[tuple[str, nn.Module, tuple[int, ...]]] = [
@@ -231,15 +315,27 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     plan = [(case, sparsity, batch) for case in cases for sparsity in SPARSITIES for batch in BATCHES]
     index_size = 4096
     conv_plan: tuple = (CONV_LAYERS, (0.1, 0.05, 0.01), (1, 64))
+    condensed_cases = [cases[0], ("MLP 784-2048-2048-10", MLP([784, 2048, 2048, 10]), (784,))]
+    condensed_batches: tuple[int, ...] = (1, 64)
     if args.smoke:
         args.rounds, args.threads, index_size = 2, args.threads or 1, 256
         plan = [(cases[0], 0.9, 1), (cases[0], 0.99, 32), (cases[2], 0.99, 1), (cases[2], 0.9, 32)]
         conv_plan = (CONV_LAYERS[1:2], (0.05,), (1, 4))
+        condensed_cases, condensed_batches = [cases[0]], (1, 8)
     if args.models:
         plan = [item for item in plan if item[0][0] in args.models]
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads or previous_threads)
+    if args.condensed_only:
+        try:
+            fan_in_rows = condensed_rows(condensed_cases, 0.9, condensed_batches, args.rounds)
+            threads = torch.get_num_threads()
+        finally:
+            torch.set_num_threads(previous_threads)
+        _print_condensed(fan_in_rows, threads, args.rounds)
+        return fan_in_rows
     try:
+        fan_in_rows = [] if args.no_extras else condensed_rows(condensed_cases, 0.9, condensed_batches, args.rounds)
         rows = [
             measure(name, model, shape, sparsity, batch, args.rounds, args.index_dtype)
             for (name, model, shape), sparsity, batch in plan
@@ -286,7 +382,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
             f"{row['layer']:<18} {row['density']:>7.0%} {row['batch']:>5} {row['conv_dense_ms']:>9.3f} "
             f"{row['conv_sparse_ms']:>10.3f} {row['conv_speedup']:>8.2f}x"
         )
-    return rows + index_rows + convolutions
+    _print_condensed(fan_in_rows, threads, args.rounds)
+    return rows + index_rows + convolutions + fan_in_rows
 
 
 if __name__ == "__main__":

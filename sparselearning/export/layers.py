@@ -768,11 +768,12 @@ class CondensedLinear(nn.Module):
 
     Ablated neurons (no active input) hold k zero weights reading input 0, so they output their bias; they stay
     in the layer because removing them would change the next layer's inputs, which this layer cannot see.
-    How it computes, as measured fastest on CPU among gather-multiply-sum, einsum, bmm and `embedding_bag`
-    (one thread; docs/performance.md): one example gathers its k inputs per neuron with `index_select` and sums
-    the products; a batch runs `embedding_bag` over the transposed input (each neuron a bag of k weighted
-    rows), which beat the dense product 4-7x at batch 64 and 90% sparsity, where gathering (batch, out, k)
-    copies ran 10-20x slower than dense.
+    How it computes, the fastest of the formulations measured on CPU (one thread, 90% sparsity: gather then
+    multiply-sum, einsum, bmm, `embedding_bag`): one example gathers its k inputs per neuron with `index_select`
+    and sums the products (1.5x dense for a 2048x2048 layer, slower than dense or CSR for small ones); a batch
+    runs `embedding_bag` over the transposed input, each neuron a bag of k weighted rows (4-7x dense at batch
+    64), where gathering a (batch, out, k) copy ran 10-20x slower than dense. `to_sparse` keeps it only where
+    timed faster than dense and CSR; `benchmarks/export_speed.py --condensed-only` races it in whole models.
     """
 
     weight: torch.Tensor
