@@ -65,7 +65,15 @@ from sparselearning.masking.apply import (
 from sparselearning.masking.observers import EverActive, FlopsSource, MaskObserver
 from sparselearning.masking.records import Holding, MaskDict, MaskedParameter, ParameterDict
 from sparselearning.masking.schedule import UpdateSchedule, advance_decay
-from sparselearning.masking.selection import Candidate, chosen_by, masked_by_default, weight_candidates
+from sparselearning.masking.selection import (
+    MASKABLE_TYPES as MASKABLE_TYPES,
+)
+from sparselearning.masking.selection import (
+    Candidate,
+    chosen_by,
+    masked_by_default,
+    weight_candidates,
+)
 from sparselearning.masking.topology import TopologyChange, redistribution_shares, regrowth_counts
 from sparselearning.misuse import require_momentum, stray_weights_error, unmatched_exclude_error, warn_user
 from sparselearning.ops.rng import generator_for
@@ -75,8 +83,6 @@ log = logging.getLogger(__name__)
 
 # Inits whose density comes from saved masks or weights, not from the `density` argument.
 _INITS_FROM_EXISTING_MASKS = ("lottery-ticket", "lottery-ticket-dist", "resume")
-
-MASKABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvNd)
 
 
 def unwrap_model(module: nn.Module) -> nn.Module:
@@ -280,8 +286,9 @@ class Masking:
         selected: list[tuple[nn.Parameter, list[Holding]]] = []
         for candidate in candidates:
             # Frozen weights are never masked: they never change (listed as "frozen" in `coverage`).
-            default = any(masked_by_default(h.module, h.attribute) for h in candidate.holdings)
-            if candidate.parameter.requires_grad and (default or id(candidate.parameter) in included):
+            if candidate.parameter.requires_grad and (
+                candidate.masked_by_default or id(candidate.parameter) in included
+            ):
                 # A tied weight is known by its name in a module that masks it by default (a tied LM head, not the
                 # embedding table), and takes that name's place in the model's order.
                 holdings = sorted(candidate.holdings, key=lambda h: not masked_by_default(h.module, h.attribute))
@@ -599,7 +606,7 @@ class Masking:
     @property
     def avg_inference_FLOPs(self) -> float:
         """Inference FLOPs per example averaged over the steps so far (each mask weighted by its lifetime)."""
-        return self._flops().average_inference_flops(self.mask_step)
+        return self._flops().average(self.mask_step)
 
     # ------------------------------------------------------------------ the hot path
 

@@ -56,10 +56,6 @@ class FlopsTracker(MaskObserver):
             raise SparseLearningError("FLOPs are not tracked yet: nothing was measured")
         return self.last.sparse, self.last.dense
 
-    def average_inference_flops(self, step: int) -> float:
-        """`average(step)`, under the name `Masking` reads."""
-        return self.average(step)
-
     def after_update(self, change: TopologyChange) -> None:
         self.measure(change.masks, change.step + 1)
 

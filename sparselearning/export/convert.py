@@ -64,7 +64,7 @@ from sparselearning.export.layers import (
     sparse_recurrent_supported,
 )
 from sparselearning.export.semi_structured import require_semi_structured, to_semi_structured_
-from sparselearning.masking.selection import Candidate, masked_by_default, weight_candidates
+from sparselearning.masking.selection import Candidate, weight_candidates
 
 #: Without `example_input`, a Conv2d becomes a SparseConv2d only at or below this density. Measured on a 2-core
 #: CPU (docs/performance.md, benchmarks/export_speed.py): at 1% density and batch 1, unfold + CSR beat the dense
@@ -140,7 +140,7 @@ def parameter_masks(model: nn.Module, masking: MaskSource) -> dict[str, torch.Te
         return {
             candidate.name: candidate.parameter.detach() != 0
             for candidate in weight_candidates(model)
-            if any(masked_by_default(h.module, h.attribute) for h in candidate.holdings)
+            if candidate.masked_by_default
         }
     if isinstance(masking, Masking):
         raw: Mapping[str, torch.Tensor] = masking.mask_dict

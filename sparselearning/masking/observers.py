@@ -48,7 +48,7 @@ class FlopsSource(Protocol):
         """(with the current masks, without masks), per example."""
         ...
 
-    def average_inference_flops(self, step: int) -> float:
+    def average(self, step: int) -> float:
         """FLOPs per example with masks, averaged over steps 0..step."""
         ...
 

@@ -28,10 +28,13 @@ _RECURRENT_PREFIXES = ("weight_ih_l", "weight_hh_l", "weight_hr_l")
 
 Entry = str | type[nn.Module]
 
+# The layers whose `weight` is masked by default (and which export rebuilds as sparse layers).
+MASKABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvNd)
+
 
 def masked_by_default(module: nn.Module, attribute: str) -> bool:
     """Whether parameter `attribute` of `module` is masked without being asked for."""
-    if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+    if isinstance(module, MASKABLE_TYPES):
         return attribute == "weight"
     if isinstance(module, nn.MultiheadAttention):
         return attribute in _ATTENTION_PROJECTIONS
@@ -54,6 +57,11 @@ class Candidate:
     @property
     def names(self) -> list[str]:
         return [holding.name for holding in self.holdings]
+
+    @property
+    def masked_by_default(self) -> bool:
+        """Whether some place that holds it masks it by default (a tied embedding is, through its Linear head)."""
+        return any(masked_by_default(h.module, h.attribute) for h in self.holdings)
 
 
 def weight_candidates(model: nn.Module) -> list[Candidate]:

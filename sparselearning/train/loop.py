@@ -31,7 +31,7 @@ from sparselearning.data.split import resplit
 from sparselearning.errors import SparseLearningError, first_line
 from sparselearning.funcs.decay import MagnitudePruneDecay
 from sparselearning.io import atomic_save
-from sparselearning.masking.selection import masked_by_default, weight_candidates
+from sparselearning.masking.selection import weight_candidates
 from sparselearning.models import registry as model_registry
 from sparselearning.models.arguments import registry_model_arguments
 from sparselearning.runs import directory, files
@@ -336,7 +336,7 @@ class Run:
         weights = sum(
             candidate.parameter.numel()
             for candidate in weight_candidates(reference)
-            if any(masked_by_default(h.module, h.attribute) for h in candidate.holdings)
+            if candidate.masked_by_default
         )
         return count_inference_flops(reference, self._example_input()).dense, weights
 
