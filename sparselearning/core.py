@@ -75,7 +75,7 @@ from sparselearning.masking.selection import (
     weight_candidates,
 )
 from sparselearning.masking.topology import TopologyChange, redistribution_shares, regrowth_counts
-from sparselearning.misuse import require_momentum, stray_weights_error, unmatched_exclude_error, warn_user
+from sparselearning.misuse import require_momentum, stray_weights_error, unmatched_entry_error, warn_user
 from sparselearning.ops.rng import generator_for
 from sparselearning.stats import LayerStats
 
@@ -279,10 +279,7 @@ class Masking:
         candidates = weight_candidates(self.module)
         included: set[int] = set()
         for entry in include:
-            chosen = chosen_by(self.module, entry, candidates)
-            if not chosen and isinstance(entry, str):
-                raise unmatched_exclude_error(entry, [n for c in candidates for n in c.names], option="include")
-            included.update(id(c.parameter) for c in chosen)
+            included.update(id(c.parameter) for c in self._named_by(entry, candidates, "include"))
         selected: list[tuple[nn.Parameter, list[Holding]]] = []
         for candidate in candidates:
             # Frozen weights are never masked: they never change (listed as "frozen" in `coverage`).
@@ -325,20 +322,24 @@ class Masking:
             check_density(density, f"density_overrides[{entry!r}]")
             names = [masked[id(c.parameter)] for c in chosen_by(model, entry, candidates) if id(c.parameter) in masked]
             if not names:
-                raise unmatched_exclude_error(entry, list(self.records), option="density_overrides")
+                raise unmatched_entry_error(entry, list(self.records), option="density_overrides")
             for name in names:
                 if name in self.density_overrides:
                     raise SparseLearningError(f"density_overrides name {name!r} twice (the second time as {entry!r})")
                 self.density_overrides[name] = float(density)
 
+    def _named_by(self, entry: str | type[nn.Module], candidates: list[Candidate], option: str) -> list[Candidate]:
+        """The weight tensors an include/exclude entry names; a name or pattern naming none is refused in one line
+        (a module class that the model does not use names none, quietly)."""
+        assert self.module is not None, "called by add_module"
+        chosen = chosen_by(self.module, entry, candidates)
+        if not chosen and isinstance(entry, str):
+            raise unmatched_entry_error(entry, [name for c in candidates for name in c.names], option=option)
+        return chosen
+
     def _exclude(self, item: str | type[nn.Module], candidates: list[Candidate]) -> None:
         """Keep the weights an exclude entry names dense, and remember that this was the user's choice."""
-        model = self.module
-        assert model is not None, "called by add_module"
-        chosen = chosen_by(model, item, candidates)
-        if not chosen and isinstance(item, str):
-            raise unmatched_exclude_error(item, [name for c in candidates for name in c.names])
-        chosen_ids = {id(c.parameter) for c in chosen}
+        chosen_ids = {id(c.parameter) for c in self._named_by(item, candidates, "exclude")}
         self._dense_reasons.update(dict.fromkeys(chosen_ids, EXCLUDED))
         for name in [n for n, record in self.records.items() if id(record.parameter) in chosen_ids]:
             self._forget(name)
@@ -813,7 +814,7 @@ class Masking:
         if self.module is not None:
             names = [name for name, _ in weight_aliases(self.module)]
             if not any(partial_name in name for name in names):
-                raise unmatched_exclude_error(partial_name, names)
+                raise unmatched_entry_error(partial_name, names)
         for name in [n for n in self.records if partial_name in n]:
             self._forget(name)
 

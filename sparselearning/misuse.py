@@ -69,8 +69,8 @@ def stray_weights_error(stray: dict[str, int]) -> SparseLearningError:
     )
 
 
-def unmatched_exclude_error(entry: str, names: Iterable[str], option: str = "exclude") -> SparseLearningError:
-    """The error for an exclude (or include) entry that names no weight of the model, with the nearest names."""
+def unmatched_entry_error(entry: str, names: Iterable[str], option: str = "exclude") -> SparseLearningError:
+    """The error for an exclude, include or density_overrides entry that names no weight, with the nearest names."""
     names = list(names)
     close = closest_names(entry, names)
     hint = f"closest names: {', '.join(close)}" if close else f"weight names look like: {', '.join(names[:3])}"
