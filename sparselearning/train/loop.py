@@ -38,6 +38,7 @@ from sparselearning.runs import directory, files
 from sparselearning.runs.identity import directory_hash, group_hash, run_settings
 from sparselearning.runs.masks import pack_masks
 from sparselearning.runs.naming import plain_config
+from sparselearning.stats import itop_rate
 from sparselearning.train import distributed
 from sparselearning.train.build import build_masking, build_model, build_optimizer, build_scheduler
 from sparselearning.train.checkpoint import (
@@ -452,7 +453,6 @@ class Run:
         masks = self.masking.mask_dict
         active = max(1, self.masking.stats.total_nonzero)
         grown = sum(int((masks[n] & ~previous[n]).sum()) for n in masks if n in previous)
-        ever = self.masking.ever_active
         record: dict[str, Any] = {
             "split": "masks",
             "step": self.progress.step,
@@ -461,8 +461,9 @@ class Run:
             "turnover": grown / active,
             "layer_density": layer_densities(masks),
         }
-        if ever:
-            record["itop_rate"] = sum(int(m.sum()) for m in ever.values()) / max(1, self.masking.total_params)
+        itop = itop_rate(self.masking.ever_active, self.masking.total_params)
+        if itop is not None:
+            record["itop_rate"] = itop
         return record
 
     def _validate(self, epoch: int, log: MetricsLog) -> dict[str, float]:
@@ -534,8 +535,7 @@ class Run:
         log.write({"split": "test", "step": self.progress.step, "epoch": self.progress.epoch, **test})
         flops = self.inference_flops()
         dense_flops, reference_weights = self._full_width_reference()
-        ever = self.masking.ever_active
-        itop = sum(int(m.sum()) for m in ever.values()) / max(1, self.masking.total_params) if ever else None
+        itop = itop_rate(self.masking.ever_active, self.masking.total_params)
         summary = {
             "method": self.config.masking.name,
             "dataset": self.config.dataset.name,
