@@ -24,12 +24,14 @@ from sparselearning.counting.training import METHOD_KINDS
 from sparselearning.errors import SparseLearningError, check_choice, check_density, check_fraction
 from sparselearning.funcs import decay as decay_funcs
 from sparselearning.funcs import grow, init_scheme, prune, redistribute
+from sparselearning.funcs.n_m import SPARSE_REFINED_DECAY
 
 DENSE = "dense"  # no masks: every weight of the model trains
 STATIC = "static"  # masks fixed at the start
 DYNAMIC = "dynamic"  # drop and regrow every interval until end_when
 PRUNING = "pruning"  # drop only, along a target-sparsity schedule
-KINDS = (DENSE, STATIC, DYNAMIC, PRUNING)
+NM = "n:m"  # N of every M consecutive inputs kept by |w|, recomputed every step; dense weights train (SR-STE)
+KINDS = (DENSE, STATIC, DYNAMIC, PRUNING, NM)
 # What a kind's decay schedule computes: a drop fraction per update ("current") or a target sparsity
 # ("cumulative"), the `mode` of a `sparselearning.funcs.decay.Decay`.
 DECAY_MODES = {DYNAMIC: "current", PRUNING: "cumulative"}
@@ -74,6 +76,8 @@ class Method:
     :param cli: the command line's defaults; None: the same as `python`
     :param cli_reason: why `cli` differs from `python` (required exactly when it does)
     :param builder: the function of `sparselearning.methods` that builds it under the paper's name
+    :param n_m: N:M methods: the default `(n, m)`
+    :param sparse_refined_decay: N:M methods: the default lambda_w of SR-STE's sparse-refined term
     """
 
     name: str
@@ -93,6 +97,8 @@ class Method:
     cli: Defaults | None = None
     cli_reason: str = ""
     builder: str | None = None
+    n_m: tuple[int, int] | None = None
+    sparse_refined_decay: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -116,6 +122,9 @@ class Method:
         for side in (self.python, self.cli_defaults):
             if side.density is not None:
                 check_density(side.density, f"density of method {self.name}")
+        if (self.kind == NM) != (self.n_m is not None and self.sparse_refined_decay is not None):
+            needs = "needs n_m and sparse_refined_decay" if self.kind == NM else "is not N:M: no n_m"
+            raise SparseLearningError(f"method {self.name} ({self.kind}) {needs}")
         if (self.cli_defaults != self.python) != bool(self.cli_reason):
             fix = "say why its command-line defaults differ (cli_reason)" if not self.cli_reason else "drop cli_reason"
             raise SparseLearningError(f"method {self.name}: {fix}; cli_reason is for defaults that differ")
@@ -133,7 +142,7 @@ class Method:
     @property
     def uses_density(self) -> bool:
         """Whether `density` is a setting of the method (not for Dense, nor for masks from a saved run)."""
-        return not self.from_saved_masks and (self.kind != DENSE or self.narrows_model)
+        return not self.from_saved_masks and self.kind != NM and (self.kind != DENSE or self.narrows_model)
 
 
 def saved_masks_init(shuffle: bool) -> str:
@@ -185,6 +194,11 @@ def cli_config(method: Method) -> dict[str, Any]:
     side = method.cli_defaults
     config: dict[str, Any] = {"name": method.name, "density": side.density}
     if method.kind == DENSE:
+        return config
+    if method.kind == NM:
+        assert method.n_m is not None  # checked by Method
+        config["n"], config["m"] = method.n_m
+        config["sparse_refined_decay"] = method.sparse_refined_decay
         return config
     if method.from_saved_masks:
         config["lottery_mask_path"] = "???"  # Hydra's mark for a value the user must give
@@ -417,6 +431,18 @@ for _method in (
         from_saved_masks=True,
         python=Defaults(density=None, sparse_init="lottery-ticket"),
         builder="lottery",
+    ),
+    Method(
+        "NM",
+        "N:M sparse training by SR-STE (Zhou et al. 2021): dense weights train; every step, the N largest |w| of "
+        "every M consecutive inputs make the forward pass, and the gradient reaches the dense weights straight "
+        "through, plus a decay lambda_w * (1 - mask) * w on the weights the mask removes.",
+        NM,
+        "snfs",  # the same cost: sparse forward and input gradient, dense weight gradient (2 f_S + f_D)
+        python=Defaults(density=None),
+        n_m=(2, 4),
+        sparse_refined_decay=SPARSE_REFINED_DECAY,
+        builder="nm",
     ),
 ):
     register(_method)

@@ -32,10 +32,11 @@ from sparselearning import method_table
 from sparselearning.core import Masking
 from sparselearning.errors import SparseLearningError, check_choice, check_density, check_fraction, check_positive_int
 from sparselearning.funcs.decay import Decay
-from sparselearning.method_table import DENSE, DYNAMIC, PRUNING, STATIC, Method
+from sparselearning.method_table import DENSE, DYNAMIC, NM, PRUNING, STATIC, Method
 
 # Re-exported: Python users narrow their own models with it (the registry models narrow themselves).
 from sparselearning.models.widths import small_dense_width as small_dense_width
+from sparselearning.sr_ste import NMMasking
 from sparselearning.sync import MaskAgreement
 
 Optimizer = torch.optim.Optimizer
@@ -202,11 +203,36 @@ def _build_pruning(method: Method, model: nn.Module, optimizer: Optimizer, optio
     )
 
 
+def _build_nm(method: Method, model: nn.Module, optimizer: Optimizer, options: dict[str, Any]) -> Masking:
+    assert method.n_m is not None  # checked by Method
+    if options.pop("density_overrides", None):
+        raise SparseLearningError(f"{method.name} keeps N of every M weights in every layer: no density_overrides")
+    if options.pop("sparse_compute", False):
+        raise SparseLearningError(
+            f"{method.name} trains dense weights (dense weight gradients every step): sparse_compute does not apply; "
+            "allowed: false"
+        )
+    n, m = options.pop("n", method.n_m[0]), options.pop("m", method.n_m[1])
+    exclude, include = options.pop("exclude", ()), options.pop("include", ())
+    verify_sync = bool(options.pop("verify_sync", False))
+    masking = NMMasking(
+        optimizer,
+        n,
+        m,
+        options.pop("sparse_refined_decay", method.sparse_refined_decay),
+        observers=[MaskAgreement()] if verify_sync else [],
+        **options,
+    )
+    masking.add_module(model, exclude=exclude, include=include)
+    return masking
+
+
 _BY_KIND: dict[str, Callable[[Method, nn.Module, Optimizer, dict[str, Any]], Masking]] = {
     DENSE: _build_dense,
     STATIC: _build_static,
     DYNAMIC: _build_dynamic,
     PRUNING: _build_pruning,
+    NM: _build_nm,
 }
 
 
@@ -218,6 +244,7 @@ def build(name: str, model: nn.Module, optimizer: Optimizer, **options: Any) -> 
     - drop-and-grow methods: `total_steps`, `drop_fraction`, `update_frequency`, `end_fraction`, `decay_schedule`;
     - pruning methods: `total_steps`, `start_fraction`, `end_fraction`, `interval`, `decay_schedule`;
     - masks from a saved run: `lottery_mask_path` (required) and `shuffle`;
+    - N:M methods: `n`, `m`, `sparse_refined_decay`, `total_steps` (and `density`, only equal to n / m);
     - every method: `exclude`, `include` and any other `Masking` keyword (`growth_mode`, `seed`, `low_memory`,
       ...).
 
@@ -377,6 +404,38 @@ def srigl(
         end_fraction=end_fraction,
         sparse_init=sparse_init,
         prune_mode="srigl" if ablation else "srigl-no-ablation",
+        **masking_options,
+    )
+
+
+def nm(
+    model: nn.Module,
+    optimizer: Optimizer,
+    n: int = 2,
+    m: int = 4,
+    total_steps: int = 1000,
+    *,
+    sparse_refined_decay: float = 2e-4,
+    **masking_options: Any,
+) -> Masking:
+    """N:M sparse training by SR-STE (Zhou et al., ICLR 2021): the dense weights train; at every step the `n`
+    largest |w| of every `m` consecutive inputs of every masked layer (a convolution's flattened
+    in_channels * kh * kw) make the forward pass, the gradient reaches the dense weights straight through, plus
+    the sparse-refined decay `sparse_refined_decay * (1 - mask) * w` (the paper's lambda_w = 2e-4).
+
+    The density is `n / m` (a `density` given must equal it); `1 <= n <= m`, and every masked layer's fan-in must
+    be a multiple of `m` (exclude those that are not). Between steps, and so in evaluation, checkpoints and
+    export, the model holds the N:M weights; the dense ones travel in the masking's state
+    (`sparselearning.sr_ste.NMMasking`).
+    """
+    return build(
+        "NM",
+        model,
+        optimizer,
+        n=n,
+        m=m,
+        total_steps=total_steps,
+        sparse_refined_decay=sparse_refined_decay,
         **masking_options,
     )
 

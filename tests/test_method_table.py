@@ -25,7 +25,7 @@ from sparselearning.data.registry import DatasetInfo
 from sparselearning.errors import SparseLearningError
 from sparselearning.funcs import decay
 from sparselearning.funcs.decay import CosineDecay, Decay, LinearDecay, MagnitudePruneDecay
-from sparselearning.method_table import DYNAMIC, PRUNING, Defaults, Method
+from sparselearning.method_table import DYNAMIC, NM, PRUNING, Defaults, Method
 from sparselearning.train.build import build_masking, build_model, build_optimizer
 from sparselearning.train.loop import train
 from sparselearning.train.settings import check_config, schedule_for
@@ -114,6 +114,7 @@ def test_the_table_lists_every_method_once() -> None:
         "RigL_reinit",
         "Pruning",
         "Lottery",
+        "NM",
     ]
     kinds = {name: (m.kind, m.flops_kind, m.from_saved_masks) for name, m in method_table.table.items()}
     assert kinds == {
@@ -128,6 +129,7 @@ def test_the_table_lists_every_method_once() -> None:
         "RigL_reinit": ("dynamic", "rigl", True),
         "Pruning": ("pruning", "pruning", False),
         "Lottery": ("static", "static", True),
+        "NM": ("n:m", "snfs", False),
     }
 
 
@@ -169,6 +171,7 @@ SIGNATURES = {
     "pruning": "(model, optimizer, density=0.1, total_steps=1000, *, start_fraction=0.0, end_fraction=0.75, "
     "interval=100, **masking_options)",
     "lottery": "(model, optimizer, lottery_mask_path, *, shuffle=False, **masking_options)",
+    "nm": "(model, optimizer, n=2, m=4, total_steps=1000, *, sparse_refined_decay=0.0002, **masking_options)",
 }
 
 
@@ -258,6 +261,8 @@ def _python_build(method: Method, mask_file: Path) -> tuple[nn.Module, torch.opt
         options["lottery_mask_path"] = mask_file
     if method.masks_change:
         options["update_frequency" if method.kind == DYNAMIC else "interval"] = 1
+    if method.kind == NM:  # conv1's fan-in, 9, is no multiple of 4
+        options["exclude"] = ["conv1"]
     return model, optimizer, methods.build(method.name, model, optimizer, **options)
 
 
@@ -267,6 +272,8 @@ def _cli_overrides(method: Method, mask_file: Path) -> list[str]:
         overrides.append(f"masking.lottery_mask_path={mask_file}")
     if method.masks_change:
         overrides.append("masking.interval=1")
+    if method.kind == NM:
+        overrides.append("+masking.exclude=[conv1]")
     return overrides
 
 

@@ -34,6 +34,7 @@ from sparselearning.errors import (
 )
 from sparselearning.funcs.grow import registry as grow_registry
 from sparselearning.funcs.init_scheme import registry as init_registry
+from sparselearning.funcs.n_m import check_n_m, nm_density
 from sparselearning.funcs.prune import registry as prune_registry
 from sparselearning.funcs.redistribute import registry as redistribute_registry
 
@@ -309,6 +310,9 @@ class MaskingConfig:
     start_when: int | None = setting(None, whole(0))
     end_when: int | None = setting(None, whole(0))
     low_memory: bool | None = setting(None, boolean)
+    n: int | None = setting(None, whole(1))  # N:M methods: weights kept in every group of m inputs
+    m: int | None = setting(None, whole(1))  # N:M methods: group size along each layer's fan-in
+    sparse_refined_decay: float | None = setting(None, number(0.0), label="(SR-STE lambda_w)")
     # Optional keys (`+masking.include=[...]`): which weights are masked, and per-tensor densities.
     include: list[str] | None = field(default=None, metadata={"check": entries, "label": ""})
     exclude: list[str] | None = field(default=None, metadata={"check": entries, "label": ""})
@@ -323,6 +327,9 @@ class MaskingConfig:
         method = self.method
         if method.uses_density:
             check_density(raw.get("density"), "masking.density")  # type: ignore[arg-type]  # refuses None
+        if method.kind == method_table.NM:
+            n, m = check_n_m(raw.get("n"), raw.get("m"), "masking.")
+            nm_density(n, m, raw.get("density"), "masking.")
         if method.from_saved_masks and raw.get("lottery_mask_path") in (None, MISSING_VALUE):
             raise SparseLearningError(
                 f"masking={method.name} needs masking.lottery_mask_path: a finished run's directory or "

@@ -63,7 +63,7 @@ from sparselearning.export.layers import (
     sparse_conv_supported,
     sparse_recurrent_supported,
 )
-from sparselearning.export.semi_structured import require_semi_structured, to_semi_structured_
+from sparselearning.export.semi_structured import is_nm_sparse, to_semi_structured_, use_semi_structured
 from sparselearning.masking.selection import Candidate, weight_candidates
 
 #: Without `example_input`, a Conv2d becomes a SparseConv2d only at or below this density. Measured on a 2-core
@@ -442,16 +442,17 @@ def to_sparse_with_report(
     *,
     example_input: torch.Tensor | tuple | None = None,
     index_dtype: str | torch.dtype = "auto",
-    semi_structured: bool = False,
+    semi_structured: bool | str = False,
     conv_density_threshold: float = CONV_DENSITY_THRESHOLD,
 ) -> tuple[nn.Module, list[LayerDecision]]:
     """`to_sparse`, also returning what was decided for each masked layer (with the timings measured)."""
     source = unwrap_model(model)
     masks = parameter_masks(source, masking)
     exported = copy.deepcopy(source).eval()
-    if semi_structured:
-        first = next(exported.parameters(), None)
-        require_semi_structured(torch.device("cpu") if first is None else first.device)
+    first = next(exported.parameters(), None)
+    # "auto" converts only the layers that are 2:4 already; True converts every masked Linear (or refuses it).
+    only_2_4 = semi_structured == "auto"
+    semi_structured = use_semi_structured(semi_structured, torch.device("cpu") if first is None else first.device)
     parameters = _named_parameters(exported)
     with torch.no_grad():
         for name, mask in masks.items():
@@ -494,8 +495,9 @@ def to_sparse_with_report(
 
     decisions: list[LayerDecision] = []
     for name, candidate in singles:
+        two_four = semi_structured and (not only_2_4 or is_nm_sparse(candidate.parameter))
         replacement, decision = _decide_single(
-            name, candidate, trace, modules, index_dtype, semi_structured, conv_density_threshold
+            name, candidate, trace, modules, index_dtype, two_four, conv_density_threshold
         )
         if replacement is not None:
             exported = replace_module(exported, candidate.holdings[0].module_name, replacement)
@@ -665,7 +667,7 @@ def to_sparse(
     *,
     example_input: torch.Tensor | tuple | None = None,
     index_dtype: str | torch.dtype = "auto",
-    semi_structured: bool = False,
+    semi_structured: bool | str = False,
     conv_density_threshold: float = CONV_DENSITY_THRESHOLD,
 ) -> nn.Module:
     """A copy of `model` for inference in which masked layers store and compute only their active weights.
@@ -683,7 +685,8 @@ def to_sparse(
         stay dense
     :param index_dtype: "auto" (int32 where indices fit: faster and smaller), "int32" or "int64"
     :param semi_structured: turn 2:4-masked Linear layers into 2:4 semi-structured ones (CUDA, compute
-        capability >= 8.0, fp16/bf16 weights); raises `SparseLearningError` where that is impossible
+        capability >= 8.0, fp16/bf16 weights); raises `SparseLearningError` where that is impossible; "auto"
+        does it where the hardware can and keeps the CPU layouts elsewhere
     :param conv_density_threshold: density at or below which a Conv2d goes sparse without `example_input`
     """
     exported, _ = to_sparse_with_report(

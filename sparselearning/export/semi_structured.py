@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from sparselearning.errors import SparseLearningError
+from sparselearning.funcs import n_m
 
 #: Both backends (CUTLASS and cuSPARSELt) accept a sparse matrix whose two sides are multiples of this.
 SHAPE_MULTIPLE = 64
@@ -29,16 +30,10 @@ def nm_mask(weight: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
         raise SparseLearningError(f"nm_mask needs whole numbers 0 < n <= m, got n={n!r}, m={m!r}")
     if weight.dim() < 2:
         raise SparseLearningError(f"nm_mask needs a weight with at least 2 dimensions, got {tuple(weight.shape)}")
-    rows = weight.shape[0]
     fan_in = weight[0].numel()
     if fan_in % m:
         raise SparseLearningError(f"nm_mask: the fan-in {fan_in} is not a multiple of m={m}")
-    groups = weight.detach().abs().reshape(rows, fan_in // m, m)
-    # A stable descending sort keeps the earlier of equal magnitudes.
-    order = torch.sort(groups, dim=-1, descending=True, stable=True).indices[..., :n]
-    mask = torch.zeros(groups.shape, dtype=torch.bool, device=weight.device)
-    mask.scatter_(-1, order, True)
-    return mask.reshape(weight.shape)
+    return n_m.nm_mask(weight, n, m)  # the rule N:M training uses (`sparselearning.funcs.n_m`)
 
 
 def is_nm_sparse(weight: torch.Tensor, n: int = 2, m: int = 4) -> bool:
@@ -69,7 +64,29 @@ def require_semi_structured(device: torch.device | str | None = None) -> None:
     """Raise a clear `SparseLearningError` where 2:4 semi-structured kernels cannot run."""
     reason = semi_structured_unavailable(device)
     if reason is not None:
-        raise SparseLearningError(f"semi_structured=True is not possible: {reason}")
+        raise SparseLearningError(
+            f"semi_structured=True is not possible: {reason}; allowed here: semi_structured=False or 'auto' (the "
+            "CPU layouts: dense, CSR or condensed, chosen per layer by timing)"
+        )
+
+
+AUTO = "auto"
+
+
+def use_semi_structured(requested: bool | str, device: torch.device | str | None = None) -> bool:
+    """Whether export turns 2:4 layers semi-structured on `device`: `True` where the kernels run (refused in one
+    line elsewhere), `False` never, `"auto"` exactly where they run (the CPU layouts elsewhere).
+
+    :param requested: True, False or "auto"
+    :param device: where the exported model lives (default: the current CUDA device)
+    """
+    if requested == AUTO:
+        return semi_structured_unavailable(device) is None
+    if not isinstance(requested, bool):
+        raise SparseLearningError(f"semi_structured must be True, False or 'auto', got {requested!r}")
+    if requested:
+        require_semi_structured(device)
+    return requested
 
 
 def semi_structured_eligible(layer: nn.Linear) -> bool:

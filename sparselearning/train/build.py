@@ -19,8 +19,8 @@ from sparselearning.core import Masking
 from sparselearning.data.registry import DatasetInfo
 from sparselearning.errors import SparseLearningError
 from sparselearning.funcs.decay import Decay, pruning_steps
-from sparselearning.method_table import DENSE, PRUNING, Method
-from sparselearning.methods import assemble, make_decay
+from sparselearning.method_table import DENSE, NM, PRUNING, Method
+from sparselearning.methods import assemble, build, make_decay
 from sparselearning.models import registry as model_registry
 from sparselearning.models.arguments import registry_model_arguments
 from sparselearning.train.settings import Schedule, check_config
@@ -191,6 +191,17 @@ def build_masking(
     }
     if method.kind == DENSE:  # Small_Dense's narrowing is the model's (build_model)
         return assemble(method, model, optimizer, None, density=1.0, **common)
+    if method.kind == NM:
+        assert method.n_m is not None  # checked by Method
+        return build(
+            method.name,
+            model,
+            optimizer,
+            n=_given(settings.n, method.n_m[0]),
+            m=_given(settings.m, method.n_m[1]),
+            sparse_refined_decay=_given(settings.sparse_refined_decay, method.sparse_refined_decay),
+            **common,
+        )
     lottery_path = None
     sparse_init = _given(settings.sparse_init, method.cli_defaults.sparse_init)
     if method.from_saved_masks:

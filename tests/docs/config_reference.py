@@ -120,6 +120,10 @@ MEANINGS: dict[str, dict[str, str]] = {
         "low_memory": "masks cost 1 byte per weight (instead of a float copy); steps are a little slower",
         "lottery_mask_path": "a finished run's directory, its `checkpoints/last.pt`, or a saved `Masking` state",
         "shuffle": "`true`: keep only each layer's density of the saved masks (`lottery-ticket-dist`)",
+        "n": "N:M: weights kept in every group of `m` consecutive inputs of a layer (`1 <= n <= m`)",
+        "m": "N:M: group size along each masked layer's fan-in (`in` of a Linear, `in * kh * kw` of a conv); must "
+        "divide it",
+        "sparse_refined_decay": "N:M: SR-STE's `lambda_w`, the decay on the weights the mask removes (0: plain STE)",
     },
 }
 
