@@ -139,3 +139,17 @@ def test_commands_name_paths_inside_the_repository_relative_to_it() -> None:
     assert "hydra.run.dir=results/mnist_lenet300_100/runs/Lottery/density_0.05/seed_0" in command
     assert "masking.lottery_mask_path=results/mnist_lenet300_100/runs/Pruning/density_0.05/seed_0" in command
     assert lottery.run_dir.is_absolute()  # the runner itself still checks the real folder
+
+
+def test_nm_grid_keeps_the_main_recipe_and_runs_each_pattern_once_per_seed_without_a_density() -> None:
+    main_grid = yaml.safe_load((GRIDS / "mnist_lenet300_100.yaml").read_text())
+    nm_grid = yaml.safe_load((GRIDS / "mnist_nm.yaml").read_text())
+    assert nm_grid["common"] == main_grid["common"], "the N:M grid changes the method, never the recipe"
+    runs = plan(GRIDS / "mnist_nm.yaml")
+    assert [(run.method, run.density, run.seed) for run in runs] == [
+        (name, None, seed) for name in ("NM_2_4", "NM_1_4") for seed in (0, 1, 2)
+    ]
+    for run in runs:
+        assert not any(item.startswith("masking.density") for item in run.overrides)
+    for run in runs[::3]:
+        check_composes(run.overrides)  # raises on a misspelt key or a bad value
