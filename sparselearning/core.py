@@ -74,6 +74,7 @@ from sparselearning.masking.selection import (
     masked_by_default,
     weight_candidates,
 )
+from sparselearning.masking.sparse_compute import SparseCompute, check_sparse_compute
 from sparselearning.masking.topology import TopologyChange, redistribution_shares, regrowth_counts
 from sparselearning.misuse import require_momentum, stray_weights_error, unmatched_entry_error, warn_user
 from sparselearning.ops.rng import generator_for
@@ -139,6 +140,9 @@ class Masking:
     :param allow_empty_layers: False refuses a `density` at which a uniform, ER or ERK init leaves some masked
         layer without an active weight, naming the smallest density that avoids it (the method builders in
         `sparselearning.methods` pass False)
+    :param sparse_compute: True computes masked `nn.Linear` layers on the CPU with their active weights only
+        (`sparselearning.masking.sparse_compute`: same weights, masks and optimizer state, faster at high
+        sparsity); "auto" times sparse against dense per layer on the first batch; False (default) never
     :param observers: called after every mask update and restore (`sparselearning.masking.observers`); more
         with `add_observer`. The cross-rank mask check is one: `sparselearning.sync.MaskAgreement()` (the
         builders in `sparselearning.methods` attach it for `verify_sync=True`); FLOPs tracking is another
@@ -178,6 +182,7 @@ class Masking:
         total_steps: int | None = None,
         allow_empty_layers: bool = True,
         observers: Iterable[MaskObserver] = (),
+        sparse_compute: bool | str = False,
     ):
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise SparseLearningError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -200,6 +205,7 @@ class Masking:
         self.keep_grown_momentum = bool(keep_grown_momentum)
         self.total_steps = None if total_steps is None else check_positive_int(total_steps, "total_steps")
         self.allow_empty_layers = bool(allow_empty_layers)
+        self.sparse_compute = check_sparse_compute(sparse_compute)
         if prune_rate_decay is not None:
             require_momentum(optimizer, self.growth_mode, self.redistribution_mode)
 
@@ -396,6 +402,10 @@ class Masking:
         if not self.low_memory:
             self._ever_active = EverActive(self.mask_dict)
             self.observers.append(self._ever_active)
+        if self.sparse_compute:
+            compute = SparseCompute(self.records, self.sparse_compute, self._needs_dense_weight_grad)
+            compute.install()
+            self.observers.append(compute)
         log.info(
             "masking %d layers, %d of %d weights active (density %.4f)",
             len(self.records),
@@ -638,6 +648,10 @@ class Masking:
                 tensors.append(value)
                 records.append(record)
         self._multiply_by_masks(tensors, records)
+
+    def _needs_dense_weight_grad(self) -> bool:
+        """Whether the coming `step()` reads dense weight gradients (a mask update, or dense gradients)."""
+        return self.dense_gradients or self.is_update_step()
 
     def is_update_step(self) -> bool:
         """Whether `step()` will update the masks now (needs `update_frequency`)."""

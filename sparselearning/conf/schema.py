@@ -150,6 +150,13 @@ def overrides(value: Any, name: str) -> dict[str, float]:
     return {str(key): check_density(density, f"{name}[{key!r}]") for key, density in value.items()}
 
 
+def sparse_compute_setting(value: Any, name: str) -> bool | str | None:
+    """true, false or auto (null: not given, i.e. false)."""
+    if value is None or isinstance(value, bool) or value == "auto":
+        return value
+    raise SparseLearningError(f"{name} must be true, false or auto, got {value!r}")
+
+
 def setting(default: Any, check: Check | None = None, label: str = "") -> Any:
     """A dataclass field with its check and, where messages name it differently, its label.
 
@@ -317,6 +324,8 @@ class MaskingConfig:
     include: list[str] | None = field(default=None, metadata={"check": entries, "label": ""})
     exclude: list[str] | None = field(default=None, metadata={"check": entries, "label": ""})
     density_overrides: dict[str, float] | None = field(default=None, metadata={"check": overrides, "label": ""})
+    # `+masking.sparse_compute=true|auto`: masked Linear layers compute with their active weights only (CPU).
+    sparse_compute: Any = field(default=None, metadata={"check": sparse_compute_setting, "label": ""})
 
     @property
     def method(self) -> method_table.Method:
@@ -529,7 +538,7 @@ def _masking(values: Mapping[str, Any]) -> MaskingConfig:
 
 
 # Keys a group accepts that no option file lists: given with a leading `+`.
-OPTIONAL_KEYS = ("masking.include", "masking.exclude", "masking.density_overrides")
+OPTIONAL_KEYS = ("masking.include", "masking.exclude", "masking.density_overrides", "masking.sparse_compute")
 
 
 def masking_settings(values: DictConfig | Mapping[str, Any]) -> MaskingConfig:

@@ -187,6 +187,7 @@ def build_masking(
         "include": list(settings.include or ()),
         "exclude": list(settings.exclude or ()),
         "low_memory": bool(settings.low_memory),
+        "sparse_compute": False if settings.sparse_compute is None else settings.sparse_compute,
         "total_steps": schedule.total_steps,
     }
     if method.kind == DENSE:  # Small_Dense's narrowing is the model's (build_model)
