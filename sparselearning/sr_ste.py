@@ -114,13 +114,13 @@ class NMMasking(Masking):
 
     @torch.no_grad()
     def _renew_masks(self) -> None:
-        """Masks from |W|, and `W * mask` into the parameters."""
+        """Masks from |W|, and `W * mask` into the parameters. No float copy of a mask is kept: the per-step path
+        never multiplies by one, and the occasional check makes its own."""
         for name, record in self.records.items():
             dense = self.dense_weights[name]
             record.mask = nm_mask(dense, self.n, self.m)
-            record.parameter.copy_(dense).mul_(record.mask)
-            if record.float_mask is not None:
-                record.refresh_float_mask()
+            torch.mul(dense, record.mask, out=record.parameter)
+            record.float_mask = None
 
     # ------------------------------------------------------------------ the step
 

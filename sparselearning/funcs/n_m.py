@@ -15,6 +15,8 @@ in its experiments).
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from sparselearning.errors import SparseLearningError
@@ -80,8 +82,10 @@ def check_layer(name: str, weight: torch.Tensor, m: int) -> None:
 def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """Bool mask keeping the `n` largest |w| of every `m` consecutive inputs of every row (ties: earlier kept).
 
-    Computed by ranking within groups (`m` compare passes over the weight, no sort): each entry's rank is the
-    number of entries of its group that are larger, plus the equal ones before it; rank < n is kept.
+    Computed by ranking within groups, with no sort: each entry's rank is the number of entries of its group that
+    beat it (are larger, or equal and earlier), counted by comparing the `m * (m - 1) / 2` pairs of positions
+    column against column; rank < n is kept. About twice as fast as a stable sort of every group on one CPU
+    thread (`benchmarks/nm_step.py`).
 
     :param weight: a weight of 2 or more dims whose fan-in is a multiple of `m`
     :param n: weights kept per group
@@ -91,12 +95,11 @@ def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
     n, m = check_n_m(n, m)
     check_layer("weight", weight, m)
     groups = weight.detach().abs().reshape(-1, m)
-    rank = torch.zeros(groups.shape, dtype=torch.int16 if m < 2**15 else torch.int32, device=weight.device)
-    for j in range(m):
-        column = groups[:, j : j + 1]
-        rank += column > groups
-        if j + 1 < m:
-            rank[:, j + 1 :] += column == groups[:, j + 1 :]
+    rank = torch.zeros(groups.shape, dtype=torch.uint8 if m <= 255 else torch.int32, device=weight.device)
+    for first, second in itertools.combinations(range(m), 2):
+        second_wins = torch.gt(groups[:, second], groups[:, first])  # a tie goes to the earlier position
+        rank[:, first] += second_wins
+        rank[:, second] += ~second_wins
     return (rank < n).reshape(weight.shape)
 
 
