@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.memory            # full run, a few minutes
     .venv/bin/python -m benchmarks.memory --smoke    # seconds, a 784-256-256-10 MLP; what the test suite runs
+    .venv/bin/python -m benchmarks.memory --step-cost   # what the memory costs in step time, one process
 
 Each contender trains in a fresh Python process (batch 128, SGD momentum 0.9, a few RigL updates) and reports
 its peak resident set size (`resource.getrusage(...).ru_maxrss`); tracemalloc cannot see torch's allocations.
@@ -12,9 +13,12 @@ The cost of masking is the difference to dense training, divided by the number o
 - "held": what the Masking keeps between steps (masks, float copies, ever-active masks, scratch buffers),
   summed from the tensors themselves.
 
-The target is at most 1 byte per weight for the masks. The default mode also keeps a float copy of each mask
-(4 bytes per weight) to multiply gradients quickly, and an ever-active mask (1 byte) for the ITOP rate;
-`low_memory=True` keeps only the bool masks.
+The default mode keeps a bool mask (1 byte per weight), a float copy of each mask (4 bytes) to multiply
+gradients quickly, and an ever-active mask (1 byte) for the ITOP rate; `low_memory=True` keeps only the bool
+masks. Scratch buffers exist only while a mask update or a check runs.
+
+`--step-cost` times, in one process and alternating, the dense step, the default masked step (float masks) and
+the `low_memory` masked step (bool masks) of the same MLP at one thread: the step time the float copy buys.
 """
 
 from __future__ import annotations
@@ -115,6 +119,48 @@ def _finish_child(process: subprocess.Popen) -> dict[str, object]:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
+def step_cost(widths: list[int], rounds: int, calls: int) -> dict[str, float]:
+    """Median ms of the dense, default-masked and low-memory-masked steps of one MLP, side by side."""
+    import copy
+
+    import torch
+
+    from benchmarks.timing import alternating_medians
+    from sparselearning import methods
+    from sparselearning.models import MLP
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    base = MLP(widths)
+    inputs = torch.randn(BATCH, widths[0])
+    labels = torch.randint(0, widths[-1], (BATCH,))
+    steps = {}
+    for kind in CONTENDERS:
+        model = copy.deepcopy(base)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        stepper = optimizer.step
+        if kind != "dense":
+            masking = methods.rigl(
+                model,
+                optimizer,
+                density=0.1,
+                total_steps=10**9,
+                update_frequency=10**8,
+                low_memory=kind == "masked_low_memory",
+            )
+            stepper = masking.step
+
+        def run(model=model, optimizer=optimizer, stepper=stepper) -> None:
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(inputs), labels).backward()
+            stepper()
+
+        run()
+        steps[kind] = run
+    medians = alternating_medians(steps, rounds, calls)
+    return {kind: value * 1e3 for kind, value in medians.items()}
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
@@ -124,7 +170,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser.add_argument("--widths", type=int, nargs="+", default=WIDTHS, help="MLP widths, input to output")
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
+    parser.add_argument("--step-cost", action="store_true", help="time the steps of each contender instead")
+    parser.add_argument("--rounds", type=int, default=20, help="alternating rounds of --step-cost")
     args = parser.parse_args(argv)
+    if args.step_cost:
+        if args.smoke:
+            args.widths, args.rounds = [784, 256, 256, 10], 2
+        ms = step_cost(args.widths, args.rounds, calls=2)
+        print(
+            f"MLP {'-'.join(map(str, args.widths))}, batch {BATCH}, RigL density 0.1, SGD, one thread, medians of "
+            f"{args.rounds} alternating rounds"
+        )
+        for kind in CONTENDERS:
+            print(f"{kind:<18} {ms[kind]:>8.2f} ms  {ms[kind] / ms['dense']:.3f} x dense")
+        return [{"kind": kind, "step_ms": value} for kind, value in ms.items()]
     if args.child:
         print(json.dumps(child(args.child, args.steps, args.update_frequency, args.threads, args.widths)))
         return []
@@ -167,7 +226,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
         f"every {args.update_frequency} steps; peak RSS median of {args.repeats} subprocess(es) per contender"
     )
     print(f"masked weights: {weights}; bytes/weight = (peak RSS - dense peak RSS) / masked weights")
-    print("held = masks + float masks + ever-active masks + scratch (one buffer the size of the largest layer)")
+    print("held = masks + float masks + ever-active masks + scratch (none between steps: only while an update runs)")
     print(
         f"{'contender':<18} {'peak RSS MB':>12} {'(min-max)':>13} {'extra MB':>9} {'peak B/w':>9} {'held B/w':>9} "
         f"{'masks':>6} {'float':>6} {'ever':>6} {'scratch':>8} {'updates':>8}"

@@ -21,11 +21,12 @@ Typical use, replacing `optimizer.step()` in an existing loop::
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
@@ -81,6 +82,26 @@ from sparselearning.ops.rng import generator_for
 from sparselearning.stats import LayerStats
 
 log = logging.getLogger(__name__)
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _releases_scratch(method: _Method) -> _Method:
+    """Scratch buffers live while the decorated method runs and are freed when the outermost such call returns,
+    so nothing weight-sized is held between steps for them (only mask updates and checks use them)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Masking, *args: Any, **kwargs: Any) -> Any:
+        self._scratch_users += 1
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._scratch_users -= 1
+            if self._scratch_users == 0:
+                self._scratch.clear()
+
+    return cast(_Method, wrapper)
+
 
 # Inits whose density comes from saved masks or weights, not from the `density` argument.
 _INITS_FROM_EXISTING_MASKS = ("lottery-ticket", "lottery-ticket-dist", "resume")
@@ -225,6 +246,7 @@ class Masking:
         self._ever_active: EverActive | None = None
         self._sparse: list[MaskedParameter] = []  # records with inactive positions: what the hot path touches
         self._scratch: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self._scratch_users = 0  # running updates and checks: scratch is freed when the last one returns
         self._initialised = False
         self._weights: dict[str, nn.Parameter] = {}  # every weight tensor of the model, masked or not
         self._dense_reasons: dict[int, str] = {}  # id(weight) -> why a maskable weight is not masked
@@ -448,6 +470,7 @@ class Masking:
         self._verify(skip_if_unchanged=False)
 
     @torch.no_grad()
+    @_releases_scratch
     def _verify(self, skip_if_unchanged: bool, measure: bool = True) -> None:
         """Raise if a masked weight is nonzero; with `measure`, also count the nonzero values of every weight
         tensor of the model into `stats` (skipped, like the check, if `skip_if_unchanged` and no weight's
@@ -553,7 +576,8 @@ class Masking:
         return generator_for(self.seed, self.mask_step, self.records[name].index, purpose)
 
     def scratch(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """A reusable flat buffer of at least `numel` entries, so updates do not allocate per layer.
+        """A reusable flat buffer of at least `numel` entries, so updates do not allocate per layer. It is freed
+        when the mask update or check that asked for it returns (nothing is held between steps for it).
 
         :param numel: entries needed
         :param dtype: element type
@@ -725,6 +749,7 @@ class Masking:
         return change
 
     @torch.no_grad()
+    @_releases_scratch
     def truncate_weights(self) -> TopologyChange:
         """Perform grow / prune / redistribution step, then tell the observers what changed.
 
