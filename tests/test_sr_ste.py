@@ -201,3 +201,22 @@ def test_other_refusals() -> None:
     masking = methods.nm(layer, optimizer)
     with pytest.raises(SparseLearningError, match="recomputed by every masking.step"):
         masking.update_connections()
+
+
+def test_a_scaled_step_with_non_finite_gradients_leaves_weights_and_masks_as_they_were() -> None:
+    layer = nn.Linear(8, 4, bias=False)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    masking = methods.nm(layer, optimizer)
+    scaler = torch.amp.GradScaler("cpu", init_scale=4.0)
+    dense, mask, weight = masking.dense_weights["weight"].clone(), masking.mask_dict["weight"].clone(), layer.weight
+    scaler.scale(layer(torch.randn(3, 8)).sum()).backward()
+    assert weight.grad is not None
+    weight.grad[0, 0] = float("inf")
+    masking.step(scaler)
+    assert torch.equal(masking.dense_weights["weight"], dense) and torch.equal(masking.mask_dict["weight"], mask)
+    assert torch.equal(weight.detach(), dense * mask) and scaler.get_scale() == 2.0
+    optimizer.zero_grad()
+    scaler.scale(layer(torch.randn(3, 8)).sum()).backward()
+    masking.step(scaler)  # a finite step moves the dense weights
+    assert not torch.equal(masking.dense_weights["weight"], dense)
+    assert is_exactly_n_m(weight, 2, 4)
