@@ -136,9 +136,10 @@ class NMMasking(Masking):
             grad = record.parameter.grad
             if grad is None or grad.is_sparse:
                 continue
-            dense = self.dense_weights[name]
-            scratch = self.scratch(dense.numel(), dense.dtype, dense.device)
-            add_sparse_refined_term_(grad, dense, record.parameter.detach(), self.sparse_refined_decay, scratch)
+            # `W - W * mask` in a transient tensor: nothing weight-sized is held between steps for it.
+            add_sparse_refined_term_(
+                grad, self.dense_weights[name], record.parameter.detach(), self.sparse_refined_decay
+            )
 
     def step(self, scaler: torch.amp.GradScaler | None = None) -> None:
         """Use in place of `optimizer.step()`: the SR-STE update of the dense weights, then new N:M masks.
