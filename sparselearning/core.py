@@ -425,7 +425,9 @@ class Masking:
             self._ever_active = EverActive(self.mask_dict)
             self.observers.append(self._ever_active)
         if self.sparse_compute:
-            compute = SparseCompute(self.records, self.sparse_compute, self._needs_dense_weight_grad)
+            compute = SparseCompute(
+                self.records, self.sparse_compute, self._needs_dense_weight_grad, lambda: self.mask_step
+            )
             compute.install()
             self.observers.append(compute)
         log.info(
@@ -743,6 +745,10 @@ class Masking:
 
         :return: what changed (weights dropped and grown per layer)
         """
+        for observer in self.observers:
+            if isinstance(observer, SparseCompute):
+                modes = {"prune_mode": self.prune_mode, "growth_mode": self.growth_mode}
+                observer.refuse_sampled_gradients({**modes, "redistribution_mode": self.redistribution_mode})
         self._advance_decay()
         change = self.truncate_weights()
         self.mask_step += 1

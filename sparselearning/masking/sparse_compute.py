@@ -58,6 +58,12 @@ AUTO = "auto"
 SparseComputeMode = bool | str
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 AUTO_REPEATS = 3
+# Rules that never read `.grad` (an update that runs one of the others needs dense weight gradients).
+GRADIENT_FREE = {
+    "prune_mode": frozenset({"magnitude", "global-magnitude", "struct-magnitude-mean", "struct-magnitude-max"}),
+    "growth_mode": frozenset({"momentum", "random", "none"}),
+    "redistribution_mode": frozenset({"momentum", "nonzero", "none"}),
+}
 
 
 def check_sparse_compute(value: object) -> SparseComputeMode:
@@ -277,6 +283,7 @@ class _Layer:
     mask: torch.Tensor | None = None  # the mask the pattern was built from (held: its id cannot be reused)
     version: int = -1  # and its version counter then
     sparse: bool | None = None  # None: not decided yet ("auto")
+    sampled_at: int | None = None  # the step whose gradient was last computed at active positions only
     fallback: str | None = None  # why the layer is computed densely now (logged once)
 
 
@@ -288,14 +295,20 @@ class SparseCompute(MaskObserver):
     :param mode: True (every eligible layer) or "auto" (timed per layer on the first training batch)
     :param dense_weight_grad: whether the coming step needs the dense weight gradient (a mask update or
         dense gradients)
+    :param current_step: the Masking's step counter (`mask_step`)
     """
 
     def __init__(
-        self, records: Mapping[str, MaskedParameter], mode: SparseComputeMode, dense_weight_grad: Callable[[], bool]
+        self,
+        records: Mapping[str, MaskedParameter],
+        mode: SparseComputeMode,
+        dense_weight_grad: Callable[[], bool],
+        current_step: Callable[[], int],
     ):
         self.records = records
         self.mode = check_sparse_compute(mode)
         self.dense_weight_grad = dense_weight_grad
+        self.current_step = current_step
         self.layers: dict[str, _Layer] = {}
         self.dense_reasons: dict[str, str] = {}
 
@@ -370,7 +383,25 @@ class SparseCompute(MaskObserver):
             )
         if not layer.sparse:
             return F.linear(x, module.weight, module.bias)
-        return sparse_linear(x, module.weight, module.bias, pattern, self.dense_weight_grad())
+        dense_weight_grad = self.dense_weight_grad()
+        if not dense_weight_grad and torch.is_grad_enabled() and module.weight.requires_grad:
+            layer.sampled_at = self.current_step()
+        return sparse_linear(x, module.weight, module.bias, pattern, dense_weight_grad)
+
+    def refuse_sampled_gradients(self, rules: Mapping[str, str]) -> None:
+        """Raise before an update whose rules read `.grad` when this step's weight gradients were computed at
+        active positions only: `update_connections()` called by hand, where `step()` would have known (from
+        `update_frequency`) to compute them densely. `rules`: the Masking's prune, growth and redistribution modes.
+        """
+        reading = [f"{key}={mode!r}" for key, mode in rules.items() if mode not in GRADIENT_FREE.get(key, ())]
+        step = self.current_step()
+        sampled = [name for name, layer in self.layers.items() if layer.sampled_at == step]
+        if reading and sampled:
+            raise SparseLearningError(
+                f"sparse_compute computed this step's gradients of {', '.join(sampled)} at active positions only, "
+                f"but {', '.join(reading)} reads dense gradients: set update_frequency so that masking.step() runs "
+                "the update (it computes them densely then), or use sparse_compute=False"
+            )
 
     def choices(self) -> dict[str, bool | None]:
         """Per installed layer: True sparse, False dense, None not decided yet (auto before the first batch)."""

@@ -250,3 +250,30 @@ def test_a_bad_setting_is_refused_in_one_line(value: object) -> None:
         check_sparse_compute(value)
     with pytest.raises(SparseLearningError, match="^sparse_compute must be"):
         Masking(torch.optim.SGD(_mlp().parameters(), lr=0.1), sparse_compute=value)  # type: ignore[arg-type]
+
+
+def test_an_update_by_hand_that_reads_gradients_is_refused_after_a_sampled_backward() -> None:
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    masking = Masking(optimizer, density=0.2, growth_mode="absolute-gradient", sparse_compute=True)
+    masking.add_module(model)
+    _backward(model, optimizer, 0)
+    with pytest.raises(SparseLearningError) as refused:
+        masking.update_connections()
+    assert str(refused.value) == (
+        "sparse_compute computed this step's gradients of 0.weight, 2.weight, 4.weight at active positions only, "
+        "but growth_mode='absolute-gradient' reads dense gradients: set update_frequency so that masking.step() "
+        "runs the update (it computes them densely then), or use sparse_compute=False"
+    )
+
+
+def test_an_update_by_hand_whose_rules_read_no_gradient_runs() -> None:
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    masking = Masking(optimizer, density=0.2, growth_mode="random", redistribution_mode="none", sparse_compute=True)
+    masking.add_module(model)
+    _backward(model, optimizer, 0)
+    masking.step()
+    _backward(model, optimizer, 1)
+    change = masking.update_connections()
+    assert change.step == 1
