@@ -25,6 +25,10 @@ by an `nn.Linear` (exactly that class: subclasses may compute differently), tied
 under a parametrization, tensors off the CPU or not float32/float64, and autocast regions. Inside a dispatch
 mode (FLOPs counting, tracing) every layer runs the plain product, which such modes know how to read.
 
+`Masking.update_connections()` called by hand (not through `step()` on the schedule) after a backward whose
+weight gradients were computed at active positions only is refused in one line when its rules read gradients
+(RigL's growth): `step()` knows from `update_frequency` when to compute them densely, a hand-made call does not.
+
 `sparse_compute="auto"` times, per layer, the sparse against the dense forward and backward on the first
 training batch (three alternating repetitions each, median) and keeps that choice for the rest of the run: RigL
 and SET keep each layer's active count, so what was faster stays faster; it is logged per layer.

@@ -15,6 +15,7 @@ from torch import nn
 from sparselearning import methods
 from sparselearning.core import Masking
 from sparselearning.errors import SparseLearningError
+from sparselearning.masking.records import Holding, MaskedParameter
 from sparselearning.masking.sparse_compute import (
     Pattern,
     PlainForward,
@@ -22,6 +23,7 @@ from sparselearning.masking.sparse_compute import (
     SparseForward,
     check_sparse_compute,
     sparse_linear,
+    why_not_sparse,
 )
 
 LOGGER = "sparselearning.masking.sparse_compute"
@@ -277,3 +279,20 @@ def test_an_update_by_hand_whose_rules_read_no_gradient_runs() -> None:
     _backward(model, optimizer, 1)
     change = masking.update_connections()
     assert change.step == 1
+
+
+@pytest.mark.parametrize(
+    ("device", "dtype", "reason"),
+    [
+        ("meta", torch.float32, "on meta (CPU only)"),
+        ("cpu", torch.float16, "dtype torch.float16 (float32 and float64 only)"),
+        ("cpu", torch.float64, None),
+    ],
+)
+def test_weights_off_the_cpu_or_in_half_precision_are_not_computed_sparsely(
+    device: str, dtype: torch.dtype, reason: str | None
+) -> None:
+    layer = nn.Linear(4, 3, device=device, dtype=dtype)
+    mask = torch.ones(3, 4, dtype=torch.bool, device=device)
+    record = MaskedParameter("weight", layer.weight, (Holding("", layer, "weight"),), 0, mask)
+    assert why_not_sparse(record) == reason
