@@ -110,14 +110,23 @@ def _unknown_key(error: BaseException, arguments: list[str], compose: Any) -> st
     return f"Could not override '{key}'. {where} has no key '{name}' (given {given}); allowed: {allowed}"
 
 
+#: The keys of a command line that may name code to call: a custom model, and a Custom dataset's three parts.
+CODE_KEYS = ("model._target_", "dataset.train._target_", "dataset.val._target_", "dataset.test._target_")
+
+
 def check_no_callbacks(arguments: list[str]) -> None:
-    """Refuse Hydra callbacks from the command line: the only code a config may run is `model._target_`."""
+    """Refuse Hydra callbacks and every `_target_` but `CODE_KEYS` (and the model's own node) on the command line.
+
+    The only code a run may call is the one its command line names: `model._target_` (a custom model) and, for
+    `dataset=Custom`, `dataset.train/val/test._target_`. A configuration read back from a file never names code.
+    """
+    allowed = ", ".join(CODE_KEYS)
     for argument in arguments:
         key = argument.partition("=")[0].lstrip("+~")
         if key == "hydra/callbacks" or key == "hydra.callbacks" or key.startswith("hydra.callbacks."):
-            raise SparseLearningError(
-                f"{key} is refused: a configuration may run code only through model._target_ (a custom model)"
-            )
+            raise SparseLearningError(f"{key} is refused: a configuration may run code only through {allowed}")
+        if "_target_" in key.split(".") and key not in CODE_KEYS and not key.startswith("model."):
+            raise SparseLearningError(f"{key} is refused: the only keys that may name code are {allowed}")
 
 
 def check_output_directories(arguments: list[str]) -> None:

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sparselearning import method_table
+from sparselearning.data.custom import check_target_node
 from sparselearning.errors import (
     SparseLearningError,
     check_choice,
@@ -227,6 +228,56 @@ class SyntheticConfig(DatasetConfig):
         }
 
 
+def npz_path(value: Any, name: str) -> str:
+    """The path of a user's `.npz` file (given: `???` is Hydra's mark for a value not given)."""
+    if not isinstance(value, str) or not value or value == MISSING_VALUE:
+        raise SparseLearningError(f"{name} must be the path of an .npz file (dataset.path=data.npz), got {value!r}")
+    return value
+
+
+@dataclass
+class OwnDataConfig(DatasetConfig):
+    """Settings of a user's own data (Arrays, Custom): the validation hold-out and the number of classes."""
+
+    # null: the data's own validation split, else 0.1 of train held out; a number pools both and holds that out
+    val_fraction: float | None = setting(None, number(0.0, inclusive=False, maximum=0.9))
+    num_classes: int | None = setting(None, whole(2))  # null: the largest label + 1
+
+
+@dataclass
+class ArraysConfig(OwnDataConfig):
+    """Arrays in an `.npz` file: train_x, train_y, test_x, test_y, optionally val_x, val_y (`data.arrays`)."""
+
+    name: str = setting("Arrays")
+    path: str = setting(MISSING_VALUE, npz_path)
+
+    def loader_options(self, seed: int) -> dict[str, Any]:
+        return {"path": self.path, "val_fraction": self.val_fraction, "num_classes": self.num_classes}
+
+
+@dataclass
+class CustomConfig(OwnDataConfig):
+    """`_target_` callables returning a `torch.utils.data.Dataset` of (input, label) pairs (`data.custom`)."""
+
+    name: str = setting("Custom")
+    train: dict[str, Any] = field(
+        default_factory=lambda: {"_target_": MISSING_VALUE}, metadata={"check": check_target_node, "label": ""}
+    )
+    val: dict[str, Any] | None = field(default=None, metadata={"check": check_target_node, "label": ""})
+    test: dict[str, Any] = field(
+        default_factory=lambda: {"_target_": MISSING_VALUE}, metadata={"check": check_target_node, "label": ""}
+    )
+
+    def loader_options(self, seed: int) -> dict[str, Any]:
+        return {
+            "train": self.train,
+            "val": self.val,
+            "test": self.test,
+            "val_fraction": self.val_fraction,
+            "num_classes": self.num_classes,
+        }
+
+
 @dataclass
 class ModelConfig:
     """A model of the registry, by name (`model._target_` builds any importable class instead)."""
@@ -392,6 +443,8 @@ DATASETS: dict[str, DatasetConfig] = {
     "CIFAR10": CifarConfig(name="CIFAR10", root="data/cifar10"),
     "CIFAR100": CifarConfig(name="CIFAR100", root="data/cifar100"),
     "Synthetic": SyntheticConfig(),
+    "Arrays": ArraysConfig(),
+    "Custom": CustomConfig(),
 }
 MODELS: dict[str, ModelConfig] = {
     "lenet300-100": ModelConfig(name="lenet300-100"),

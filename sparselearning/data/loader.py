@@ -2,7 +2,9 @@
 
 A dataset of a few hundred megabytes of uint8 pixels fits in memory (or on the GPU), so a `DataLoader` with
 worker processes only adds start-up time and nondeterminism. `InMemoryLoader` instead indexes the uint8
-tensor directly and turns each batch into normalised float32 with two tensor operations.
+tensor directly and turns each batch into normalised float32 with two tensor operations. Float inputs (a
+user's own arrays of features or measurements) are held as float32 and normalised the same way, without
+the division by 255 (`normalisation`, which an exported model's preprocessing record repeats exactly).
 
 Reproducibility. The order of an epoch is `torch.randperm` under a `torch.Generator` seeded from
 (`seed`, epoch) alone; augmentation draws from a generator seeded from (`seed`, epoch, rank, batch index). The
@@ -56,6 +58,25 @@ def _per_channel(values: float | Sequence[float], channels: int, name: str) -> t
     return torch.tensor(numbers, dtype=torch.float32)
 
 
+def normalisation(
+    mean: float | Sequence[float], std: float | Sequence[float], channels: int, pixels: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(scale, shift)` of shape (1, C, 1, 1), float32, such that `inputs.float() * scale + shift` is the
+    normalised batch: `(u / 255 - mean) / std` for uint8 pixels (`pixels`), `(x - mean) / std` for float inputs.
+
+    The one place this arithmetic is written, so that training batches and an exported model's preprocessing
+    give the same float32 numbers bit for bit.
+    """
+    mean_values = _per_channel(mean, channels, "mean")
+    std_values = _per_channel(std, channels, "std")
+    if not bool((std_values > 0).all()):
+        raise SparseLearningError(f"std must be positive for every channel, got {std!r}")
+    divisor = 255.0 * std_values if pixels else std_values
+    scale = (1.0 / divisor).view(1, channels, 1, 1)
+    shift = (-mean_values / std_values).view(1, channels, 1, 1)
+    return scale, shift
+
+
 def augment_batch(images: torch.Tensor, generator: torch.Generator, padding: int = CROP_PADDING) -> torch.Tensor:
     """Random crop of a `padding`-zero-padded batch (B, C, H, W) back to (H, W), then a random horizontal flip.
 
@@ -80,13 +101,14 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, padding: int
 class InMemoryLoader:
     """One epoch of `(inputs, labels)` batches per iteration: float32 (B, C, H, W) normalised, and int64 (B,).
 
-    `images` are uint8 (N, C, H, W); `mean` and `std` are per-channel values on the [0, 1] pixel scale (or a
-    single value for all channels). `device`, when given, holds the dataset there and builds batches there.
+    `images` are uint8 pixels (N, C, H, W), with `mean` and `std` per channel on the [0, 1] pixel scale, or
+    floating point (N, C, H, W), held as float32, with `mean` and `std` in the inputs' own units (a single value
+    stands for every channel). `device`, when given, holds the dataset there and builds batches there.
     """
 
     def __init__(
         self,
-        images_uint8: torch.Tensor,
+        images: torch.Tensor,
         labels: torch.Tensor,
         batch_size: int,
         mean: float | Sequence[float],
@@ -99,37 +121,29 @@ class InMemoryLoader:
         world_size: int = 1,
         device: torch.device | str | None = None,
     ) -> None:
-        if not isinstance(images_uint8, torch.Tensor) or images_uint8.dtype != torch.uint8 or images_uint8.dim() != 4:
-            found = (
-                f"{images_uint8.dtype} {tuple(images_uint8.shape)}" if torch.is_tensor(images_uint8) else "no tensor"
-            )
-            raise SparseLearningError(f"images must be a uint8 tensor (N, C, H, W), got {found}")
+        pixels = isinstance(images, torch.Tensor) and images.dtype == torch.uint8
+        floats = isinstance(images, torch.Tensor) and images.is_floating_point()
+        if not (pixels or floats) or images.dim() != 4:
+            found = f"{images.dtype} {tuple(images.shape)}" if torch.is_tensor(images) else "no tensor"
+            raise SparseLearningError(f"images must be a uint8 or floating-point tensor (N, C, H, W), got {found}")
         if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.dtype not in _LABEL_DTYPES:
             raise SparseLearningError("labels must be a 1-D integer tensor, one per image")
-        if len(labels) != len(images_uint8) or len(labels) == 0:
-            raise SparseLearningError(
-                f"need as many labels as images, at least one: {len(labels)} vs {len(images_uint8)}"
-            )
+        if len(labels) != len(images) or len(labels) == 0:
+            raise SparseLearningError(f"need as many labels as images, at least one: {len(labels)} vs {len(images)}")
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.world_size = check_positive_int(world_size, "world_size")
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
             raise SparseLearningError(f"rank must be a whole number in 0..{world_size - 1}, got {rank!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SparseLearningError(f"seed must be a whole number >= 0, got {seed!r}")
-        channels = images_uint8.shape[1]
-        mean_values = _per_channel(mean, channels, "mean")
-        std_values = _per_channel(std, channels, "std")
-        if not bool((std_values > 0).all()):
-            raise SparseLearningError(f"std must be positive for every channel, got {std!r}")
+        scale, shift = normalisation(mean, std, images.shape[1], pixels)
 
-        self.device = torch.device(device) if device is not None else images_uint8.device
-        self.images = images_uint8.to(self.device)
+        self.device = torch.device(device) if device is not None else images.device
+        self.images = images.to(self.device) if pixels else images.to(self.device, torch.float32)
         self.labels = labels.to(device=self.device, dtype=torch.int64)
         self.rank, self.seed = rank, seed
         self.shuffle, self.drop_last, self.augment = bool(shuffle), bool(drop_last), bool(augment)
-        # (u / 255 - mean) / std == u * scale + shift
-        self._scale = (1.0 / (255.0 * std_values)).view(1, channels, 1, 1).to(self.device)
-        self._shift = (-mean_values / std_values).view(1, channels, 1, 1).to(self.device)
+        self._scale, self._shift = scale.to(self.device), shift.to(self.device)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

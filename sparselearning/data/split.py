@@ -17,6 +17,11 @@ def resplit(tensors: dict[str, torch.Tensor], val_fraction: float) -> dict[str, 
     images = torch.cat([tensors["train_images"], tensors["val_images"]])
     labels = torch.cat([tensors["train_labels"], tensors["val_labels"]])
     held_out = round(len(labels) * float(val_fraction))
+    if not 0 < held_out < len(labels):
+        raise SparseLearningError(
+            f"dataset.val_fraction={val_fraction} of {len(labels)} examples holds out {held_out}; it must leave at "
+            "least one for validation and one for training"
+        )
     result = dict(tensors)
     result["train_images"], result["val_images"] = images[:-held_out], images[-held_out:]
     result["train_labels"], result["val_labels"] = labels[:-held_out], labels[-held_out:]

@@ -5,6 +5,7 @@
     sparse_model = to_sparse(model, masking, example_input=batch)   # CSR Linear; with example_input, timed
     save_sparse(sparse_model, "model.sparse.pt", spec={"name": "lenet5", "kwargs": {}})
     model = load_sparse("model.sparse.pt")                          # torch.load(weights_only=True) underneath
+    logits = model(model.preprocessing(raw_uint8_pixels))          # the inputs it was trained on (None: not recorded)
 
 From the command line: `sparselearning export RUN_DIR_OR_CHECKPOINT --out FILE`; from Python, for a run whose
 model was built by `model._target_`: `export_checkpoint(RUN_DIR, FILE, model=a_freshly_built_model)`.
@@ -21,6 +22,7 @@ from sparselearning.export.layers import (
     SparseRecurrent,
 )
 from sparselearning.export.loader import load_sparse
+from sparselearning.export.preprocessing import Preprocessing
 from sparselearning.export.semi_structured import nm_mask
 from sparselearning.export.serialize import (
     FORMAT,
@@ -38,6 +40,7 @@ __all__ = [
     "CondensedLinear",
     "ExportReport",
     "LayerDecision",
+    "Preprocessing",
     "SparseConv2d",
     "SparseLinear",
     "SparseMultiheadAttention",

@@ -6,6 +6,8 @@ caller passes to `export_checkpoint(..., model=...)`; a configuration that names
 is refused, with how to export it from Python. The trained weights are loaded (a checkpoint with any
 non-finite weight is refused), and the model is exported with the checkpoint's masks.
 
+The file records the input preprocessing the model expects (what its run normalised inputs with: the
+checkpoint's "data" record, or the published values of a dataset this project ships; see `preprocessing`).
 The file is written under a temporary name beside `--out`, read back with `load_sparse`, and the reloaded
 model's outputs are compared with the masked model's on a random batch (`--seed`). Only when the largest
 absolute difference is finite and at most `TOLERANCE * max(1, largest |output| of the masked model)` is the
@@ -37,7 +39,8 @@ from sparselearning.errors import SparseLearningError, first_line, print_failure
 from sparselearning.export.convert import to_sparse_with_report
 from sparselearning.export.loader import load_sparse, stored_size
 from sparselearning.export.output import check_output, staged_file
-from sparselearning.export.run_config import dataset_info, model_spec, read_run_config
+from sparselearning.export.preprocessing import Preprocessing
+from sparselearning.export.run_config import data_description, model_spec, read_run_config
 from sparselearning.export.serialize import build_model, export_report, save_sparse
 from sparselearning.io import safe_load
 
@@ -197,7 +200,7 @@ def export_checkpoint(
     out = check_output(out, checkpoint, run_dir)
     state, weights, masks = _checked_checkpoint(checkpoint)
     config = read_run_config(state, run_dir, checkpoint)
-    info = dataset_info(config)
+    info, preprocessing = data_description(state.get("data"), config, checkpoint)
     if batch_size * math.prod(info.input_shape) > MAX_BATCH_VALUES:
         raise SparseLearningError(
             f"--batch-size {batch_size} of {list(info.input_shape)} inputs is over {MAX_BATCH_VALUES} values; "
@@ -212,7 +215,7 @@ def export_checkpoint(
     scale = float(_dense_outputs(dense, inputs, checkpoint).abs().max())
     sparse, decisions = to_sparse_with_report(dense, masks, example_input=inputs, index_dtype=index_dtype)
     with staged_file(out) as staged:
-        save_sparse(sparse, staged, spec=spec)
+        save_sparse(sparse, staged, spec=spec, preprocessing=preprocessing)
         reloaded = load_sparse(staged, None if spec is not None else dense)
         try:
             report = export_report(dense, reloaded, inputs=inputs, sparse_path=staged)
@@ -236,6 +239,7 @@ def export_checkpoint(
         "dense_layers": sum(not decision.sparse for decision in decisions),
         "layers": [asdict(decision) for decision in decisions],
         "has_spec": spec is not None,
+        "preprocessing": None if preprocessing is None else preprocessing.record(),
     }
 
 
@@ -261,6 +265,11 @@ def main(argv: list[str]) -> int:
     except SystemExit as done:  # --help
         return int(done.code or 0)
     note = "" if result["has_spec"] else "; no model spec: load_sparse(path, model) needs a freshly built model"
+    if result["preprocessing"] is None:
+        note += "; no input preprocessing recorded (model.preprocessing is None)"
+    else:
+        recorded = Preprocessing.from_record(result["preprocessing"], "export")
+        note += f"; input preprocessing recorded: {recorded.describe()}"
     print(
         f"exported {result['checkpoint']} -> {result['out']}: dense {result['dense_bytes']} bytes, "
         f"sparse {result['sparse_bytes']} bytes, ratio {result['ratio']:.3f} "

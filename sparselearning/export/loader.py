@@ -17,6 +17,9 @@ allocated. A bad field is one `SparseLearningError` naming the layer and the fie
 - The rest of the state must hold exactly the model's other tensors, each a dense tensor of the model's
   shape and kind (floating point or not), and nothing that would replace a rebuilt layer's checked buffers.
 
+The file's `preprocessing` record, when it has one, is checked as data (`Preprocessing.from_record`) and becomes
+the model's `preprocessing` attribute; a file without it (written before it existed) loads with None there.
+
 The model is then assembled from the file's own tensors (`load_state_dict(assign=True)`), so the memory
 used follows the file's size. Floating-point tensors take the dtype of the model they are loaded into (the
 spec's model is built in float32; a model passed in keeps its own dtype).
@@ -51,6 +54,7 @@ from sparselearning.export.layers import (
     validate_condensed,
     validate_csr,
 )
+from sparselearning.export.preprocessing import Preprocessing
 from sparselearning.export.serialize import FORMAT, build_model, layer_entry, owned_by, tied_names
 from sparselearning.io import safe_load
 
@@ -426,6 +430,10 @@ def _checked_state(
 def load_sparse(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Module:
     """Read a file written by `save_sparse` (weights-only) and return the sparse model, in eval mode, on CPU.
 
+    The model's `preprocessing` attribute is the input preprocessing the file records (a `Preprocessing`:
+    `model(model.preprocessing(raw))` for raw uint8 pixels, [0, 1] floats or float features), or None when the
+    file records none.
+
     :param model: a freshly built dense model of the same architecture, needed only when the file has no
         model spec; it is copied, not modified
     """
@@ -436,6 +444,8 @@ def load_sparse(path: str | os.PathLike[str], model: nn.Module | None = None) ->
     layers, state = payload.get("layers"), payload.get("state")
     if not isinstance(layers, dict) or not isinstance(state, dict):
         raise SparseLearningError(f"{path} is a damaged sparse model file: no 'layers' or 'state' dict")
+    record = payload.get("preprocessing")
+    preprocessing = None if record is None else Preprocessing.from_record(record, str(path))
     tensors, ties = payload.get("tensors", {}), payload.get("ties", {})
     if not isinstance(tensors, dict):
         raise SparseLearningError(f"{path} is a damaged sparse model file: 'tensors' is {_describe(tensors)}")
@@ -464,4 +474,5 @@ def load_sparse(path: str | os.PathLike[str], model: nn.Module | None = None) ->
     for layer_path, kind in converted.items():
         layer = rebuilt.get_submodule(layer_path) if layer_path else rebuilt
         rebuilt = replace_module(rebuilt, layer_path, _CONVERTED[kind][1](layer))
+    object.__setattr__(rebuilt, "preprocessing", preprocessing)  # a plain attribute (Module typing wants tensors)
     return rebuilt.eval()

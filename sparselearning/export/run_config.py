@@ -3,8 +3,8 @@
 The text is the checkpoint's "config" entry, or else the run directory's `config.yaml` (a regular file of at
 most `MAX_CONFIG_BYTES`), parsed with `yaml.safe_load`: no object tags. Export reads only the fields it
 needs: the `model` section (a registry name and its arguments), `dataset.name` (with `num_classes` and
-`shape` for Synthetic), and `masking.name` (with `masking.density` when the method table says that the method
-narrows its models).
+`shape` for Synthetic, when the checkpoint has no "data" record of the data it trained on), and `masking.name`
+(with `masking.density` when the method table says that the method narrows its models).
 
 Nothing is interpolated or resolved: a `${...}` in one of those fields is refused, because resolving it would
 read the environment or call a resolver that the file names. Interpolations elsewhere in the file (an
@@ -23,8 +23,9 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from sparselearning import method_table
-from sparselearning.data.registry import DatasetInfo
+from sparselearning.data.registry import KNOWN, DatasetInfo
 from sparselearning.errors import SparseLearningError, first_line
+from sparselearning.export.preprocessing import Preprocessing
 from sparselearning.models.arguments import registry_model_arguments
 from sparselearning.runs.files import load_yaml_data, read_text
 
@@ -36,12 +37,8 @@ MAX_MODEL_VALUES = 10_000
 MAX_CLASSES = 1 << 20
 
 # The shape and class count of each dataset, without loading it (Synthetic reads its own config).
-_DATASETS = {
-    "MNIST": (10, (1, 28, 28)),
-    "FashionMNIST": (10, (1, 28, 28)),
-    "CIFAR10": (10, (3, 32, 32)),
-    "CIFAR100": (100, (3, 32, 32)),
-}
+_DATASETS = {name: (info.num_classes, info.input_shape) for name, info in KNOWN.items()}
+DATA_FIELDS = ("name", "num_classes", "input_shape", "input_kind", "mean", "std", "fingerprint")
 
 
 @dataclass(frozen=True)
@@ -151,12 +148,72 @@ def dataset_info(config: RunConfig) -> Any:
         shape = tuple(shape)
     elif name in _DATASETS:
         num_classes, shape = _DATASETS[name]
+    elif name in ("Arrays", "Custom"):
+        raise SparseLearningError(
+            f"{config.origin} is a run on dataset={name}, and its checkpoint records no description of the data "
+            "(shape, classes, normalisation); export needs it and never reads or calls the data itself"
+        )
     else:
         raise SparseLearningError(
             f"unknown dataset {_short(name)} in {config.origin}; allowed: Synthetic, {', '.join(_DATASETS)}"
         )
     channels = shape[0]
     return DatasetInfo(name, num_classes, shape, (0.0,) * channels, (1.0,) * channels, augment=False)
+
+
+def data_description(record: Any, config: RunConfig, checkpoint: Path) -> tuple[DatasetInfo, Preprocessing | None]:
+    """The data a run trained on, and the input preprocessing its model expects, without loading or calling it.
+
+    A checkpoint records them (its "data" entry, plain data checked here field by field); one written before it
+    did gets the shape and classes from its configuration (`dataset_info`) and, for the datasets this project
+    ships readers for, their published normalisation; for Synthetic it then has no preprocessing (None). For the
+    project's own datasets the configuration is read either way, and a record that disagrees with it is refused.
+    """
+    own_data = _field(config, "dataset", "name") in ("Arrays", "Custom")
+    configured = None if own_data and record is not None else dataset_info(config)
+    if record is None:
+        assert configured is not None
+        info = configured
+        known = KNOWN.get(info.name)
+        if known is None:
+            return info, None
+        return info, Preprocessing("uint8", known.input_shape, known.mean, known.std)
+    where = f"the checkpoint {checkpoint}"
+    if not isinstance(record, dict) or set(record) != set(DATA_FIELDS):
+        found = sorted(map(str, record)) if isinstance(record, dict) else type(record).__name__
+        raise SparseLearningError(f"'data' of {where} must hold exactly {', '.join(DATA_FIELDS)}; found {found}")
+    name, classes, digest = record["name"], record["num_classes"], record["fingerprint"]
+    if name != _field(config, "dataset", "name"):
+        raise SparseLearningError(
+            f"'data.name' of {where} is {_short(name)}, but {config.origin} trains on {_short(config.dataset['name'])}"
+        )
+    if not _whole(classes) or not 1 <= classes <= MAX_CLASSES:
+        raise SparseLearningError(
+            f"'data.num_classes' of {where} must be a whole number in [1, {MAX_CLASSES}], got {_short(classes)}"
+        )
+    if digest is not None and not isinstance(digest, str):
+        raise SparseLearningError(f"'data.fingerprint' of {where} must be text or null, got {_short(digest)}")
+    fields = {key: record[key] for key in ("input_kind", "input_shape", "mean", "std")}
+    preprocessing = Preprocessing.from_record(fields, where)
+    if configured is not None and (configured.num_classes, configured.input_shape) != (
+        classes,
+        preprocessing.input_shape,
+    ):
+        raise SparseLearningError(
+            f"'data' of {where} records {classes} classes of shape {list(preprocessing.input_shape)}, but "
+            f"{config.origin} has {configured.num_classes} of shape {list(configured.input_shape)}"
+        )
+    info = DatasetInfo(
+        name,
+        classes,
+        preprocessing.input_shape,
+        preprocessing.mean,
+        preprocessing.std,
+        augment=False,
+        input_kind=preprocessing.input_kind,
+        fingerprint=digest,
+    )
+    return info, preprocessing
 
 
 def _narrows_model(method_name: Any) -> bool:

@@ -7,7 +7,8 @@ The file is a plain dict that `torch.load(path, weights_only=True)` reads withou
      "layers": {module_path: {"kind": ..., tensors and hyper-parameters}},
      "tensors": {key: {"crow_indices", "col_indices", "values", "shape"}},  # state entries stored compressed
      "ties": {key: [other names of the same Parameter]},
-     "state": {key: tensor}}                                   # every other entry of the state dict
+     "state": {key: tensor},                                   # every other entry of the state dict
+     "preprocessing": {"input_kind", "input_shape", "mean", "std"} or None}  # see `preprocessing`
 
 `kind` is "condensed_linear" (a `CondensedLinear`: its (out, k) `weight`, the (out, k) `indices` table of the
 inputs each neuron reads, the dense `shape` [out, in] and the bias), "csr_linear" or "csr_conv" (a
@@ -57,6 +58,7 @@ from sparselearning.export.layers import (
     compress,
 )
 from sparselearning.export.output import check_writable
+from sparselearning.export.preprocessing import Preprocessing
 from sparselearning.io import atomic_save
 
 FORMAT = "sparselearning-sparse-v1"
@@ -257,10 +259,16 @@ def tied_names(model: nn.Module) -> list[list[str]]:
     return [names for names in groups.values() if len(names) > 1]
 
 
-def sparse_payload(model: nn.Module, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def sparse_payload(
+    model: nn.Module, spec: Mapping[str, Any] | None = None, preprocessing: Preprocessing | None = None
+) -> dict[str, Any]:
     """The dict `save_sparse` writes (see the module docstring for its layout)."""
     model = unwrap_model(model)
     checked = check_spec(spec)
+    if preprocessing is not None and not isinstance(preprocessing, Preprocessing):
+        raise SparseLearningError(
+            f"preprocessing must be a sparselearning.export.Preprocessing or None, got {type(preprocessing).__name__}"
+        )
     layers: dict[str, dict[str, Any]] = {}
     converted = [path for path, m in model.named_modules() if type(m) in CONVERTED_KINDS]
     for path, module in model.named_modules():
@@ -307,6 +315,7 @@ def sparse_payload(model: nn.Module, spec: Mapping[str, Any] | None = None) -> d
         "tensors": tensors,
         "ties": ties,
         "state": state,
+        "preprocessing": None if preprocessing is None else preprocessing.record(),
         "torch_version": str(torch.__version__),
     }
 
@@ -318,14 +327,22 @@ def serialized_size(obj: Any) -> int:
     return buffer.tell()
 
 
-def save_sparse(model: nn.Module, path: str | os.PathLike[str], *, spec: Mapping[str, Any] | None = None) -> int:
+def save_sparse(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    spec: Mapping[str, Any] | None = None,
+    preprocessing: Preprocessing | None = None,
+) -> int:
     """Write an exported model (from `to_sparse`) to `path`, atomically; returns the file's size in bytes.
 
     :param spec: how to rebuild the architecture, `{"name": registry key or sparselearning.models class,
         "kwargs": {...}}`; without it, `load_sparse` needs a freshly built model passed in
+    :param preprocessing: the input preprocessing the model expects, stored so that the loaded model's
+        `preprocessing` turns raw inputs into what it was trained on; None stores none
     """
     target = check_writable(path)
-    payload = sparse_payload(model, spec)
+    payload = sparse_payload(model, spec, preprocessing)
     try:
         atomic_save(payload, target)
     except OSError as error:

@@ -2,8 +2,8 @@
 
 Two runs with the same identity compute the same thing (up to the machine); two runs that differ in any
 identity setting are different experiments. Settings that only change where and how results are written
-or shown (logging intervals, progress bars, plots, the data folder, the evaluation batch size, the device
-choice `auto`) are left out, so changing them neither splits a sweep nor refuses a resume.
+or shown (logging intervals, progress bars, plots, the data folder or file, the evaluation batch size, the
+device choice `auto`) are left out, so changing them neither splits a sweep nor refuses a resume.
 
 Settings are a flat mapping from dotted keys (`optimizer.lr`) to plain JSON values. They are computed from
 a composed configuration in memory, or read as plain data from a stored `config.yaml` / checkpoint: nothing
@@ -32,6 +32,7 @@ PRESENTATION_KEYS = frozenset(
         "verify_sync",
         "distributed_timeout_s",
         "dataset.root",
+        "dataset.path",  # a user's .npz file: where it lies is not what it holds (its fingerprint is)
         "dataset.download",
         "dataset.test_batch_size",
     }
@@ -40,6 +41,10 @@ PRESENTATION_KEYS = frozenset(
 NAMED_KEYS = ("dataset.name", "model.name", "masking.name", "masking.density", "seed")
 HASH_LENGTH = 8
 WORLD_SIZE_KEY = "world_size"
+# The sha256 of a user's own data (dataset=Arrays or Custom), added once the data is read: the path or the
+# function that gave it does not say which data it was. Datasets of the project have none, so their hashes
+# are what they were before it existed.
+FINGERPRINT_KEY = "dataset.fingerprint"
 
 
 def _plain(value: Any) -> Any:
@@ -74,6 +79,13 @@ def run_settings(config: Mapping[str, Any], world_size: int = 1) -> dict[str, An
     settings = {key: value for key, value in flatten(config).items() if not _is_presentation(key)}
     settings[WORLD_SIZE_KEY] = int(world_size)
     return dict(sorted(settings.items()))
+
+
+def with_fingerprint(settings: Mapping[str, Any], fingerprint: str | None) -> dict[str, Any]:
+    """`settings` with the data's fingerprint added (unchanged when there is none)."""
+    if fingerprint is None:
+        return dict(settings)
+    return dict(sorted({**settings, FINGERPRINT_KEY: fingerprint}.items()))
 
 
 def settings_hash(settings: Mapping[str, Any], leave_out: Iterable[str] = ()) -> str:

@@ -25,6 +25,7 @@ from sparselearning.core import Masking
 from sparselearning.counting.inference import count_inference_flops, layer_densities
 from sparselearning.counting.tracker import track_flops
 from sparselearning.counting.training import training_flops_fraction
+from sparselearning.data.info import data_record
 from sparselearning.data.loader import InMemoryLoader
 from sparselearning.data.registry import DatasetInfo, load_dataset
 from sparselearning.data.split import resplit
@@ -35,7 +36,7 @@ from sparselearning.masking.selection import weight_candidates
 from sparselearning.models import registry as model_registry
 from sparselearning.models.arguments import registry_model_arguments
 from sparselearning.runs import directory, files
-from sparselearning.runs.identity import directory_hash, group_hash, run_settings
+from sparselearning.runs.identity import directory_hash, group_hash, run_settings, with_fingerprint
 from sparselearning.runs.masks import pack_masks
 from sparselearning.runs.naming import plain_config
 from sparselearning.stats import itop_rate
@@ -169,6 +170,8 @@ class Run:
         dataset = config.dataset
         options = dataset.loader_options(config.seed)
         self.tensors, self.info = load_dataset(dataset.name, root=dataset.root, **options)
+        # A user's own data is identified by what it holds: a run directory made with other data is refused.
+        self.settings = with_fingerprint(self.settings, self.info.fingerprint)
         if isinstance(dataset, SplitDatasetConfig) and dataset.val_fraction is not None:
             self.tensors = resplit(self.tensors, dataset.val_fraction)
         self.train_loader, self.val_loader, self.test_loader = _loaders(
@@ -249,6 +252,7 @@ class Run:
             "rng": random_state(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "config": OmegaConf.to_yaml(self.cfg, resolve=True),
+            "data": data_record(self.info),  # what export needs of the data: shape, classes, normalisation
         }
 
     def try_resume(self) -> bool:

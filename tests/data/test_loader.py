@@ -174,7 +174,8 @@ def test_device_argument_keeps_results_identical_on_cpu() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"images_uint8": torch.zeros(4, 1, 2, 2)}, "uint8 tensor"),
+        ({"images": torch.zeros(4, 1, 2, 2, dtype=torch.int32)}, r"uint8 or floating-point tensor \(N, C, H, W\)"),
+        ({"images": torch.zeros(4, 2, 2)}, r"uint8 or floating-point tensor \(N, C, H, W\), got torch.float32"),
         ({"labels": torch.zeros(3, dtype=torch.int64)}, "as many labels"),
         ({"labels": torch.zeros(4)}, "integer tensor"),
         ({"batch_size": 0}, "batch_size"),
@@ -186,7 +187,7 @@ def test_device_argument_keeps_results_identical_on_cpu() -> None:
 )
 def test_bad_arguments_are_refused(change: dict[str, object], message: str) -> None:
     arguments: dict[str, object] = {
-        "images_uint8": torch.zeros(4, 1, 2, 2, dtype=torch.uint8),
+        "images": torch.zeros(4, 1, 2, 2, dtype=torch.uint8),
         "labels": torch.zeros(4, dtype=torch.int64),
         "batch_size": 2,
         "mean": 0.5,
@@ -196,3 +197,11 @@ def test_bad_arguments_are_refused(change: dict[str, object], message: str) -> N
         InMemoryLoader(**{**arguments, **change})  # type: ignore[arg-type]
     with pytest.raises(SparseLearningError, match="epoch"):
         InMemoryLoader(**arguments).set_epoch(-1)  # type: ignore[arg-type]
+
+
+def test_float_inputs_are_normalised_in_their_own_units() -> None:
+    images = torch.tensor([[[[1.0, 3.0]]], [[[5.0, 7.0]]]], dtype=torch.float64)
+    loader = InMemoryLoader(images, torch.tensor([0, 1]), 2, mean=4.0, std=2.0, shuffle=False)
+    (inputs, labels), *_ = list(loader)
+    assert inputs.dtype == torch.float32 and labels.tolist() == [0, 1]
+    assert inputs.flatten().tolist() == [-1.5, -0.5, 0.5, 1.5]  # (x - 4) / 2, no division by 255

@@ -39,7 +39,7 @@ def fake_readers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, 
 
 
 def test_registered_names() -> None:
-    assert list(DATASETS) == ["MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "Synthetic"]
+    assert list(DATASETS) == ["MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "Synthetic", "Arrays", "Custom"]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -67,7 +67,7 @@ def test_unknown_names_and_options_list_what_is_allowed() -> None:
     with pytest.raises(SparseLearningError) as excinfo:
         load_dataset("ImageNet")
     assert str(excinfo.value) == (
-        "unknown dataset 'ImageNet'; allowed: MNIST, FashionMNIST, CIFAR10, CIFAR100, Synthetic"
+        "unknown dataset 'ImageNet'; allowed: MNIST, FashionMNIST, CIFAR10, CIFAR100, Synthetic, Arrays, Custom"
     )
     with pytest.raises(SparseLearningError, match="unknown dataset 'cifar10'"):
         load_dataset("cifar10")

@@ -72,7 +72,7 @@ def test_command_line_is_accepted(block, command: list[str]) -> None:
                 check_group_overrides(overrides)
                 cfg = compose("config", overrides=overrides)
                 check_config(cfg)
-                size = TRAIN_SIZES.get(cfg.dataset.name) or int(cfg.dataset.train_size)
+                size = TRAIN_SIZES.get(cfg.dataset.name) or int(cfg.dataset.get("train_size", 1000))  # own data
                 schedule_for(cfg, size // int(cfg.dataset.batch_size))  # end_when, start_when fit the run
 
 

@@ -81,7 +81,7 @@ def test_a_failed_write_keeps_the_earlier_file_and_leaves_no_partial_file(
     out = tmp_path / "model.pt"
     out.write_bytes(b"an earlier export")
 
-    def fail_midway(model, path, *, spec=None):  # write part of the file, then fail as a full disk would
+    def fail_midway(model, path, *, spec=None, preprocessing=None):  # write part of the file, then fail (full disk)
         Path(path).write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
