@@ -13,6 +13,7 @@ default update interval of 100 steps, a ratio r costs r / 100 of the training ti
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -106,6 +107,33 @@ def measure(size: int, density: float, rounds: int) -> list[dict[str, object]]:
     return rows
 
 
+def snfs_in_training(size: int, density: float, rounds: int) -> dict[str, float]:
+    """An SNFS update as training runs it: right after a dense-gradient step, whose last act is zeroing the
+    masked weights (`apply_mask`, untimed here), so the update's stray-weight check has nothing to prove.
+    Alternates with the dense step; medians."""
+    shape = SHAPES[size]
+    inputs = torch.randn(BATCH, shape[1], generator=torch.Generator().manual_seed(1))
+    dense = nn.Linear(shape[1], shape[0])
+    dense_optimizer = torch.optim.SGD(dense.parameters(), lr=0.01, momentum=0.9)
+    _, masking = _masked_layer(shape, "SNFS", density, inputs)
+    update, step = [], []
+    for _ in range(rounds):
+        masking.apply_mask()
+        start = time.perf_counter()
+        masking.update_connections()
+        update.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        dense_optimizer.zero_grad(set_to_none=True)
+        _loss(dense, inputs).backward()
+        dense_optimizer.step()
+        step.append(time.perf_counter() - start)
+    return {
+        "weights": float(size),
+        "update_ms": statistics.median(update) * 1e3,
+        "dense_step_ms": statistics.median(step) * 1e3,
+    }
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--density", type=float, default=0.1)
@@ -137,6 +165,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
         for row in group:
             line += f" {row['update_ms']:>22.3f} {row['ratio']:>6.2f}"
         print(line)
+    print("SNFS update right after a dense-gradient step (as in training), over the dense step:")
+    for size in sizes:
+        row = snfs_in_training(size, args.density, args.rounds)
+        ratio = row["update_ms"] / row["dense_step_ms"]
+        print(f"{size:>10.0e} {row['dense_step_ms']:>14.3f} {row['update_ms']:>22.3f} {ratio:>6.2f}")
+        rows.append({"weights": size, "growth_mode": "SNFS in training", **row, "ratio": ratio})
     return rows
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -252,6 +253,7 @@ class Masking:
         self._dense_reasons: dict[int, str] = {}  # id(weight) -> why a maskable weight is not masked
         self._removal_reason = EXCLUDED
         self._checked_versions: tuple[int, ...] | None = None
+        self._zeroed: list[tuple[int, weakref.ref[torch.Tensor], int]] = []  # see _zeroing_state
         self._past_end_step = math.inf if self.total_steps is None else self.total_steps
 
     # ------------------------------------------------------------------ the schedule (seed names)
@@ -466,8 +468,9 @@ class Masking:
 
         Raises `SparseLearningError` when masked weights are nonzero: something changed the weights outside
         Masking, typically `optimizer.step()` called in place of `masking.step()`. Costs one pass over the
-        weights and one host sync; runs at every mask update (and, when weights changed, whenever `stats` is
-        read), never on the per-step path.
+        weights and one host sync; runs at every mask update (skipped there when Masking itself zeroed the
+        weights last, after a dense-gradient step, and no weight or mask changed since) and, when weights
+        changed, whenever `stats` is read; never on the per-step path.
         """
         self._verify(skip_if_unchanged=False)
 
@@ -479,6 +482,8 @@ class Masking:
         version counter moved since the last measurement)."""
         if not self._initialised:
             return
+        if not measure and self._zeroed_since(list(self._sparse)):
+            return  # Masking itself zeroed them last (dense gradients zero weights after each step)
         weights = list(self._weights.values())
         versions = tuple(weight._version for weight in weights)
         if skip_if_unchanged and versions == self._checked_versions:
@@ -664,6 +669,22 @@ class Masking:
         """Zero the masked weights (in place on the parameters, so their version counters see it)."""
         records = list(self._sparse)
         self._multiply_by_masks([r.parameter for r in records], records)
+        self._zeroed = self._zeroing_state(records)
+
+    @staticmethod
+    def _zeroing_state(records: list[MaskedParameter]) -> list[tuple[int, weakref.ref[torch.Tensor], int]]:
+        """What proves that `apply_mask` left these weights zero where masked, while it is unchanged: each
+        weight's version counter, its mask (a weak reference: a replaced mask is not kept alive, and a new one
+        never passes for it) and the mask's version counter."""
+        return [(r.parameter._version, weakref.ref(r.mask), r.mask._version) for r in records]
+
+    def _zeroed_since(self, records: list[MaskedParameter]) -> bool:
+        """Whether no weight and no mask changed since `apply_mask` zeroed the masked weights."""
+        now = self._zeroing_state(records)
+        return len(now) == len(self._zeroed) and all(
+            a[0] == b[0] and a[1]() is b[1]() is not None and a[2] == b[2]
+            for a, b in zip(now, self._zeroed, strict=True)
+        )
 
     @torch.no_grad()
     def reset_momentum(self) -> None:
@@ -819,9 +840,15 @@ class Masking:
     def _reset_grown_state(self, previous: dict[str, torch.Tensor]) -> None:
         """Under dense gradients, reset the momentum of newly grown weights (it is zero otherwise already)."""
         for name, before in previous.items():
-            grown = self.mask_dict[name] & ~before
+            # Positions active now and not before, as indices (a few percent of the layer): index_fill_ touches
+            # only them, where masked_fill_ would pass over the whole state tensor.
+            mask = self.mask_dict[name]
+            grown = torch.nonzero(mask.reshape(-1) > before.reshape(-1)).view(-1)
             for value in weight_shaped_state(self.optimizer, self.params[name]):
-                value.masked_fill_(grown, 0.0)
+                if value.is_contiguous():
+                    value.view(-1).index_fill_(0, grown, 0.0)
+                else:  # e.g. channels_last state: no flat view
+                    value.masked_fill_(mask & ~before, 0.0)
 
     # ------------------------------------------------------------------ bookkeeping
 
