@@ -21,11 +21,12 @@ Typical use, replacing `optimizer.step()` in an existing loop::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -76,6 +77,7 @@ from sparselearning.masking.selection import (
     masked_by_default,
     weight_candidates,
 )
+from sparselearning.masking.sharding import gathered, shard_rows
 from sparselearning.masking.sparse_compute import SparseCompute, check_sparse_compute
 from sparselearning.masking.topology import TopologyChange, redistribution_shares, regrowth_counts
 from sparselearning.misuse import require_momentum, stray_weights_error, unmatched_entry_error, warn_user
@@ -323,7 +325,9 @@ class Masking:
         order = {name: index for index, (name, _) in enumerate(self.module.named_parameters(remove_duplicate=False))}
         for weight, holdings in sorted(selected, key=lambda item: order[item[1][0].name]):
             mask = torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
-            record = MaskedParameter(holdings[0].name, weight, tuple(holdings), len(self.records), mask)
+            name = holdings[0].name
+            shard = shard_rows(name, weight)
+            record = MaskedParameter(name, weight, tuple(holdings), len(self.records), mask, shard=shard)
             self.records[record.name] = record
         for item in exclude:
             self._exclude(item, candidates)
@@ -401,6 +405,26 @@ class Masking:
 
         :param lottery_mask_path: saved masks, for the lottery-ticket inits
         """
+        with self._whole_tensors():
+            self._initial_masks(lottery_mask_path)
+        if not self.low_memory:
+            self._ever_active = EverActive(self.mask_dict)
+            self.observers.append(self._ever_active)
+        if self.sparse_compute:
+            compute = SparseCompute(
+                self.records, self.sparse_compute, self._needs_dense_weight_grad, lambda: self.mask_step
+            )
+            compute.install()
+            self.observers.append(compute)
+        log.info(
+            "masking %d layers, %d of %d weights active (density %.4f)",
+            len(self.records),
+            self.baseline_nonzero,
+            self.total_params,
+            self._stats.total_density,
+        )
+
+    def _initial_masks(self, lottery_mask_path: str | Path | None) -> None:
         self._removal_reason = SPARSE_INIT  # layers the scheme itself drops (channel-wise inits drop Linear ones)
         try:
             init_registry[self.sparse_init](self, lottery_mask_path=lottery_mask_path)
@@ -423,22 +447,6 @@ class Masking:
             self.dense_layers = {name for name, record in self.records.items() if record.inactive == 0}
         self.apply_mask()
         self.reset_momentum()
-        if not self.low_memory:
-            self._ever_active = EverActive(self.mask_dict)
-            self.observers.append(self._ever_active)
-        if self.sparse_compute:
-            compute = SparseCompute(
-                self.records, self.sparse_compute, self._needs_dense_weight_grad, lambda: self.mask_step
-            )
-            compute.install()
-            self.observers.append(compute)
-        log.info(
-            "masking %d layers, %d of %d weights active (density %.4f)",
-            len(self.records),
-            self.baseline_nonzero,
-            self.total_params,
-            self._stats.total_density,
-        )
 
     def add_observer(self, observer: MaskObserver) -> None:
         """Call `observer` after every mask update and restore from now on (`sparselearning.masking.observers`)."""
@@ -488,6 +496,11 @@ class Masking:
         versions = tuple(weight._version for weight in weights)
         if skip_if_unchanged and versions == self._checked_versions:
             return
+        with self._whole_tensors():
+            self._count_weights(versions, measure)
+
+    def _count_weights(self, versions: tuple[int, ...], measure: bool) -> None:
+        weights = list(self._weights.values())
         sparse = list(self._sparse)
         counts = as_ints(
             [self._count_stray(record) for record in sparse]
@@ -650,6 +663,18 @@ class Masking:
         """Inference FLOPs per example averaged over the steps so far (each mask weighted by its lifetime)."""
         return self._flops().average(self.mask_step)
 
+    @contextlib.contextmanager
+    def _whole_tensors(self) -> Iterator[None]:
+        """Whole tensors in place of FSDP2 shards for an update, the initial masks, a restore or a count
+        (`sparselearning.masking.sharding.gathered`); nothing to do when no masked parameter is sharded."""
+        sharded = [record for record in self.records.values() if record.shard is not None]
+        if not sharded:
+            yield
+            return
+        with gathered(sharded, self.optimizer, self._weights):
+            yield
+        self._refresh()  # this rank's float masks again
+
     # ------------------------------------------------------------------ the hot path
 
     def _multiply_by_masks(self, tensors: list[torch.Tensor], records: list[MaskedParameter]) -> None:
@@ -785,6 +810,10 @@ class Masking:
 
         :return: what changed (weights dropped and grown per layer)
         """
+        with self._whole_tensors():
+            return self._drop_and_grow()
+
+    def _drop_and_grow(self) -> TopologyChange:
         self._verify(skip_if_unchanged=False, measure=False)
         rate = self.prune_rate
         prunable = self.prunable_names()
@@ -962,6 +991,10 @@ class Masking:
                 got = tuple(saved.shape) if isinstance(saved, torch.Tensor) else type(saved).__name__
                 raise SparseLearningError(f"saved mask for {name!r} has shape {got}, the weight has {expected}")
         checked = {name: as_boolean_mask(saved, f"saved mask for {name!r}") for name, saved in masks.items()}
+        with self._whole_tensors():
+            self._restore(state, checked)
+
+    def _restore(self, state: dict[str, Any], checked: dict[str, torch.Tensor]) -> None:
         for name, saved in checked.items():
             self.records[name].mask = saved.to(device=self.records[name].parameter.device).clone()
         self.mask_step = int(state["mask_step"])

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from sparselearning.masking.records import MaskedParameter
+from sparselearning.masking.sharding import local
 
 # Optimizers that add L2 weight decay to the gradient (`g + wd * w`) before anything else.
 _L2_GRADIENT_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.RMSprop)
@@ -65,11 +66,12 @@ def multiply_by_masks(tensors: Sequence[torch.Tensor], records: Sequence[MaskedP
     (low memory, no cache) a bool multiply per tensor."""
     if not tensors:
         return
+    shards = [local(tensor) for tensor in tensors]  # a sharded (FSDP2) tensor: only this rank's rows
     if low_memory:
-        for tensor, record in zip(tensors, records, strict=True):
-            tensor.mul_(record.mask)
+        for tensor, record in zip(shards, records, strict=True):
+            tensor.mul_(record.local_mask())
     else:
-        torch._foreach_mul_(list(tensors), [record.as_float() for record in records])
+        torch._foreach_mul_(shards, [record.as_float() for record in records])
 
 
 def weight_shaped_state(optimizer: torch.optim.Optimizer, weight: torch.Tensor) -> list[torch.Tensor]:

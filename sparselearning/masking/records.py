@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from sparselearning.masking.sharding import ShardRows, local
+
 
 @dataclass(frozen=True)
 class Holding:
@@ -39,6 +41,8 @@ class MaskedParameter:
     :param float_mask: the mask as 0.0/1.0 in the parameter's dtype, cached for the per-step multiply (None while
         not cached: fully active masks and `low_memory` keep none)
     :param active: the number of active positions at the last count
+    :param shard: for a parameter sharded by FSDP2, the rows of the whole mask this rank's shard holds (the mask
+        stays whole; the float mask and the per-step work cover the shard only)
     """
 
     name: str
@@ -48,6 +52,7 @@ class MaskedParameter:
     mask: torch.Tensor
     float_mask: torch.Tensor | None = None
     active: int = field(default=0)
+    shard: ShardRows | None = None
 
     @property
     def owner(self) -> nn.Module:
@@ -73,21 +78,25 @@ class MaskedParameter:
         self.active = int(torch.count_nonzero(self.mask))
         return self.active
 
+    def local_mask(self) -> torch.Tensor:
+        """The part of the mask matching the parameter's local tensor (all of it unless sharded)."""
+        return self.mask if self.shard is None else self.shard.of(self.mask)
+
     def refresh_float_mask(self) -> torch.Tensor:
         """Rebuild the cached float mask in place (allocating only when shape or dtype changed)."""
         out = self.float_mask
-        weight = self.parameter
+        weight = local(self.parameter.detach())
         if out is None or out.shape != weight.shape or out.dtype != weight.dtype:
-            out = torch.empty_like(weight).detach()
+            out = torch.empty_like(weight)
         # Converting through a uint8 view is several times faster than from bool on CPU.
-        self.float_mask = out.copy_(self.mask.view(torch.uint8))
+        self.float_mask = out.copy_(self.local_mask().view(torch.uint8))
         return self.float_mask
 
     def as_float(self) -> torch.Tensor:
         """The mask as 0.0/1.0 in the parameter's dtype: the cached one, or a fresh tensor when none is cached."""
         if self.float_mask is not None:
             return self.float_mask
-        return torch.empty_like(self.parameter).detach().copy_(self.mask.view(torch.uint8))
+        return torch.empty_like(local(self.parameter.detach())).copy_(self.local_mask().view(torch.uint8))
 
 
 class MaskDict(MutableMapping[str, torch.Tensor]):
