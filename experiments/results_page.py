@@ -34,6 +34,9 @@ GRIDS = {
     "fashion_mnist_lenet5": "Fashion-MNIST, LeNet-5-Caffe",
     "fashion_mnist_lr": "Fashion-MNIST, LeNet-5-Caffe: dynamic methods at 2% density and lr 0.05",
     "fashion_mnist_vit": "Fashion-MNIST, ViT-tiny",
+    "mnist_srigl": "MNIST, LeNet-300-100: SRigL (constant fan-in) beside RigL",
+    "mnist_nm": "MNIST, LeNet-300-100: N:M sparsity (SR-STE) beside dense",
+    "fashion_mnist_srigl": "Fashion-MNIST, LeNet-5-Caffe: SRigL (constant fan-in) beside RigL",
 }
 # The main-grid variants each ablation grid changes, shown beside it as the baseline.
 ABLATION_BASELINES = {
@@ -46,6 +49,14 @@ ABLATION_BASELINES = {
         ("RigL", "RigL_ERK", "SNFS", "SNFS_ERK", "Static_ERK", "SET_ERK"),
     ),
 }
+# Structured grids and what each is compared with: (baseline grid, its variant, densities; None is dense), the
+# issue's tolerance in points of test accuracy (3-seed means), and the grid's own variants compared.
+STRUCTURED_BASELINES = {
+    "mnist_srigl": ("mnist_lenet300_100", "RigL_ERK", (0.1, 0.05, 0.02), ("SRigL",)),
+    "fashion_mnist_srigl": ("fashion_mnist_lenet5", "RigL_ERK", (0.1, 0.05), ("SRigL",)),
+    "mnist_nm": ("mnist_lenet300_100", "Dense", (None,), ("NM_2_4", "NM_1_4")),
+}
+STRUCTURED_TOLERANCE = 0.3
 # Grids that rerun earlier grids' variants on new seeds: shown beside the pooled runs of every seed.
 POOLED_GRIDS = ("mnist_more_seeds",)
 
@@ -427,6 +438,33 @@ def _baselines(grouped: dict, grid: str, density: float, names: tuple[str, ...])
     return {(f"{name} (baseline: {grid})", d): rows for (name, d), rows in chosen.items()}
 
 
+def structured_comparison(grid: str, grouped: dict, baseline_grid: dict) -> list[str]:
+    """Each structured variant beside its unstructured baseline at the same density: the difference of the
+    3-seed mean test accuracies, and whether it is within `STRUCTURED_TOLERANCE` (the issue's target: SRigL
+    within 0.3 points of RigL, 2:4 within 0.3 of dense). Test accuracy of the final model of every run on both
+    sides: nothing is chosen here, so nothing is chosen on test."""
+    source, baseline, densities, variants = STRUCTURED_BASELINES[grid]
+    lines = [
+        f"| variant | density | test accuracy % | {baseline} ({source}) | difference | within {STRUCTURED_TOLERANCE} |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for variant in variants:
+        for density in densities:
+            ours = grouped.get((variant, density), [])
+            theirs = baseline_grid.get((baseline, density), [])
+            if not ours or not theirs:
+                continue
+            gap = statistics.mean(_test(ours)) - statistics.mean(_test(theirs))
+            shown = density if density is not None else round(float(ours[0]["density"]), 4)
+            verdict = "yes" if gap >= -STRUCTURED_TOLERANCE else f"**no** ({gap:+.2f})"
+            complete = "" if len(ours) >= 3 and len(theirs) >= 3 else " (fewer than 3 seeds)"
+            lines.append(
+                f"| {variant} | {shown} | {_cell(_test(ours))} | {_cell(_test(theirs))} | {gap:+.2f} | "
+                f"{verdict}{complete} |"
+            )
+    return lines
+
+
 def _pooled(grouped: dict, earlier: dict[str, dict]) -> dict:
     """Each variant of `grouped` with the runs of the same name and density from earlier grids: more seeds."""
     pooled = {}
@@ -492,6 +530,10 @@ def main() -> int:
             shutil.copyfile(plots[0], target)
             image = f"![accuracy against density, {title}](img/{target.name})\n"
         body = "\n".join(_table(grouped, compare=grid.startswith("mnist")))
+        if grid in STRUCTURED_BASELINES:
+            source = STRUCTURED_BASELINES[grid][0]
+            comparison = structured_comparison(grid, grouped, grouped_by_grid.get(source, {}))
+            body += "\n\n**Beside the unstructured baseline:**\n\n" + "\n".join(comparison)
         extra = {
             "mnist_lenet300_100": "\n\n" + MNIST_DIFFERENCES,
             "mnist_ablations": "\n\n" + ABLATION_FINDINGS,

@@ -161,3 +161,19 @@ def test_the_committed_page_has_the_validation_headline_and_the_reference_code()
     assert "## Headline: MNIST, LeNet-300-100, 100 epochs" in page
     assert results_page._reference_note() in page
     assert "| method: variant chosen by validation |" in page and "| chosen by validation |" in page
+
+
+def test_structured_variants_are_compared_with_their_baseline_at_the_same_density() -> None:
+    ours = {
+        ("SRigL", 0.1): [_row("SRigL", 0.1, seed, test, "0.99") for seed, test in enumerate((0.985, 0.986, 0.987))],
+        ("SRigL", 0.05): [_row("SRigL", 0.05, seed, 0.980, "0.99") for seed in range(3)],
+    }
+    baseline = {
+        ("RigL_ERK", 0.1): [_row("RigL_ERK", 0.1, seed, 0.987, "0.99") for seed in range(3)],
+        ("RigL_ERK", 0.05): [_row("RigL_ERK", 0.05, seed, 0.985, "0.99") for seed in range(3)],
+        ("RigL_ERK", 0.02): [_row("RigL_ERK", 0.02, seed, 0.98, "0.99") for seed in range(3)],
+    }
+    lines = results_page.structured_comparison("mnist_srigl", ours, baseline)
+    assert len(lines) == 4, "one row per density both sides have; 2% has no SRigL runs"
+    assert lines[2].startswith("| SRigL | 0.1 | 98.60 ± 0.10 (n=3) | 98.70 ± 0.00 (n=3) | -0.10 | yes |")
+    assert lines[3].startswith("| SRigL | 0.05 | 98.00 ± 0.00 (n=3) | 98.50 ± 0.00 (n=3) | -0.50 | **no** (-0.50) |")

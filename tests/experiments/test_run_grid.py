@@ -153,3 +153,15 @@ def test_nm_grid_keeps_the_main_recipe_and_runs_each_pattern_once_per_seed_witho
         assert not any(item.startswith("masking.density") for item in run.overrides)
     for run in runs[::3]:
         check_composes(run.overrides)  # raises on a misspelt key or a bad value
+
+
+@pytest.mark.parametrize(
+    ("grid", "main", "runs"),
+    [("mnist_srigl.yaml", "mnist_lenet300_100.yaml", 9), ("fashion_mnist_srigl.yaml", "fashion_mnist_lenet5.yaml", 6)],
+)
+def test_srigl_grids_keep_the_recipe_of_the_grid_they_are_compared_with(grid: str, main: str, runs: int) -> None:
+    srigl = yaml.safe_load((GRIDS / grid).read_text())
+    assert srigl["common"] == yaml.safe_load((GRIDS / main).read_text())["common"]
+    planned = plan(GRIDS / grid)
+    assert len(planned) == runs
+    check_composes(planned[0].overrides)
