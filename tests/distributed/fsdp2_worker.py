@@ -113,6 +113,7 @@ def main(out: Path) -> None:
         results: dict[str, object] = {method: train(method) for method in ("rigl", "snfs", "set_")}
         results["replicated"] = replicated_refusal()
         (out / f"rank{dist.get_rank()}.json").write_text(json.dumps(results))
+        dist.barrier()  # neither rank tears its connections down while the other still uses them
     finally:
         dist.destroy_process_group()
 

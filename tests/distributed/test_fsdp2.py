@@ -28,7 +28,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
         str(out),
     ]
     finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-6000:]
     return [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
 
 
