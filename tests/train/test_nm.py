@@ -3,12 +3,6 @@ refuses bad settings in one line, and a run killed and resumed ends bit-identica
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +11,7 @@ import torch
 from sparselearning.errors import SparseLearningError
 from sparselearning.funcs.n_m import is_exactly_n_m
 from sparselearning.train.loop import train
+from tests.train.kill_and_resume import SYNTHETIC_RUN, assert_identical, kill_and_resume
 
 MODEL = "model=lenet300-100"
 
@@ -70,58 +65,6 @@ def test_a_first_convolution_of_fan_in_25_is_refused_until_excluded(small_config
     assert set(densities.values()) == {0.5}
 
 
-ARGS = [
-    "dataset=Synthetic",
-    "dataset.train_size=2048",
-    "dataset.batch_size=32",
-    "dataset.val_size=64",
-    "dataset.test_size=64",
-    MODEL,
-    "masking=NM",
-    "optimizer.epochs=5",
-    "log_interval=16",
-    "progress=false",
-    "plots=false",
-]
-
-
-def _command(run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "sparselearning", "train", *ARGS, f"hydra.run.dir={run_dir}"]
-
-
-def _epoch_of(checkpoint: Path) -> int:
-    try:
-        return int(torch.load(checkpoint, weights_only=True)["epoch"])
-    except Exception:
-        return 0
-
-
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
-    environment = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
-    straight = tmp_path / "straight"
-    subprocess.run(_command(straight), check=True, env=environment, capture_output=True, timeout=300)
-
-    interrupted = tmp_path / "interrupted"
-    process = subprocess.Popen(
-        _command(interrupted), env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    checkpoint = interrupted / "checkpoints" / "last.pt"
-    deadline = time.time() + 240
-    while time.time() < deadline and process.poll() is None and _epoch_of(checkpoint) < 2:
-        time.sleep(0.02)
-    assert process.poll() is None, "the run finished before it could be killed; make it longer"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert 2 <= _epoch_of(checkpoint) < 5
-    subprocess.run(_command(interrupted), check=True, env=environment, capture_output=True, timeout=300)
-
-    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(interrupted / "checkpoints" / "last.pt", weights_only=True)
-    assert a["step"] == b["step"] == 5 * 64
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    for key in ("masks", "dense_weights"):
-        assert all(torch.equal(a["masking"][key][k], b["masking"][key][k]) for k in a["masking"][key])
-    assert (straight / "metrics.jsonl").read_text() == (interrupted / "metrics.jsonl").read_text()
-    summary_a = json.loads((straight / "summary.json").read_text())
-    summary_b = json.loads((interrupted / "summary.json").read_text())
-    assert summary_a["test_accuracy"] == summary_b["test_accuracy"]
+    pair = kill_and_resume([*SYNTHETIC_RUN, MODEL, "masking=NM"], tmp_path, {"OMP_NUM_THREADS": "1"})
+    assert_identical(pair, masking_keys=("masks", "dense_weights"))
