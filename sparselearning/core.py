@@ -256,6 +256,7 @@ class Masking:
         self._removal_reason = EXCLUDED
         self._checked_versions: tuple[int, ...] | None = None
         self._zeroed: list[tuple[int, weakref.ref[torch.Tensor], int]] = []  # see _zeroing_state
+        self._grown_positions: dict[str, torch.Tensor] = {}  # this update's growth, as rules reported it
         self._past_end_step = math.inf if self.total_steps is None else self.total_steps
 
     # ------------------------------------------------------------------ the schedule (seed names)
@@ -610,6 +611,15 @@ class Masking:
             self._scratch[key] = buffer
         return buffer[:numel]
 
+    def record_growth(self, name: str, positions: torch.Tensor) -> None:
+        """Note the flat positions a growth rule activated in `name` during this update (all inactive before),
+        so that resetting their optimizer state touches them alone instead of searching the whole layer.
+
+        :param name: a weight name
+        :param positions: flat indices (int64) of the newly active weights
+        """
+        self._grown_positions[name] = positions
+
     def get_momentum_for_weight(self, weight: torch.Tensor) -> torch.Tensor:
         """Return momentum from optimizer: SGD's buffer, or Adam's `exp_avg / (sqrt(exp_avg_sq) + eps)`.
 
@@ -814,6 +824,7 @@ class Masking:
             return self._drop_and_grow()
 
     def _drop_and_grow(self) -> TopologyChange:
+        self._grown_positions.clear()
         self._verify(skip_if_unchanged=False, measure=False)
         rate = self.prune_rate
         prunable = self.prunable_names()
@@ -872,7 +883,9 @@ class Masking:
             # Positions active now and not before, as indices (a few percent of the layer): index_fill_ touches
             # only them, where masked_fill_ would pass over the whole state tensor.
             mask = self.mask_dict[name]
-            grown = torch.nonzero(mask.reshape(-1) > before.reshape(-1)).view(-1)
+            grown = self._grown_positions.get(name)
+            if grown is None:  # a rule that did not say where it grew
+                grown = torch.nonzero(mask.reshape(-1) > before.reshape(-1)).view(-1)
             for value in weight_shaped_state(self.optimizer, self.params[name]):
                 if value.is_contiguous():
                     value.view(-1).index_fill_(0, grown, 0.0)

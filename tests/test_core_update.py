@@ -76,3 +76,24 @@ def test_grown_weights_momentum_is_reset_exactly_where_they_grew(keep: bool) -> 
         assert torch.equal(after[inactive], momentum[name][inactive])  # dense gradients keep their momentum
         kept = masking.masks[name] & before[name]  # unchanged, or reset if dropped and regrown in this update
         assert bool(((after[kept] == momentum[name][kept]) | (after[kept] == 0)).all())
+
+
+def test_growth_rules_report_where_they_grew_and_that_equals_searching_the_layer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, optimizer, reported = _snfs()
+    reported.update_connections()
+    assert set(reported._grown_positions) == {"0.weight", "2.weight"}
+    for name, positions in reported._grown_positions.items():
+        assert positions.numel() > 0 and bool(reported.masks[name].view(-1)[positions].all())
+
+    monkeypatch.setattr(Masking, "record_growth", lambda self, name, positions: None)  # a rule that says nothing
+    _, searched_optimizer, searched = _snfs()
+    searched.update_connections()
+    assert searched._grown_positions == {}
+    for name in reported.masks:
+        assert torch.equal(reported.masks[name], searched.masks[name])
+        ours, theirs = reported.params[name], searched.params[name]
+        assert torch.equal(
+            optimizer.state[ours]["momentum_buffer"], searched_optimizer.state[theirs]["momentum_buffer"]
+        )

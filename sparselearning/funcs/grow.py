@@ -42,6 +42,7 @@ def _grow_top_scores(masking: Masking, name: str, total_regrowth: int, values: t
     if count <= 0:
         return mask
     grown = topk_indices(inactive_scores(masking, name, values), count)
+    masking.record_growth(name, grown)
     new_mask = mask.clone()
     new_mask.view(-1).index_fill_(0, grown, True)
     return new_mask
@@ -86,6 +87,7 @@ def random_growth(masking: Masking, name: str, total_regrowth: int, weight: torc
     grown = sample_indices(~mask, int(total_regrowth), masking.generator(name, GROWTH_STREAM))
     if grown.numel() == 0:
         return mask
+    masking.record_growth(name, grown)
     new_mask = mask.clone()
     new_mask.view(-1).index_fill_(0, grown, True)
     return new_mask

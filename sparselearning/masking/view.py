@@ -31,6 +31,8 @@ class MaskingView(Protocol):
     - `layer_module(name)` / `is_conv(name)`: the module owning a parameter, and whether it is a convolution
     - `prunable_names()`: layers an update may change; `get_momentum_for_weight(weight)`: optimizer momentum
     - `remove_weight(name)`: stop masking a layer (channel-wise inits keep Linear layers dense this way)
+    - `record_growth(name, positions)`: a growth rule may report the flat positions it activated (all inactive
+      before), which spares the controller a search of the layer for them
     """
 
     @property
@@ -69,3 +71,5 @@ class MaskingView(Protocol):
     def get_momentum_for_weight(self, weight: torch.Tensor) -> torch.Tensor: ...
 
     def remove_weight(self, name: str) -> None: ...
+
+    def record_growth(self, name: str, positions: torch.Tensor) -> None: ...
