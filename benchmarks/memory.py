@@ -43,7 +43,7 @@ def _held_bytes(masking) -> dict[str, int]:
     groups = {
         "masks": masking.mask_dict,
         "float_masks": {r.name: r.float_mask for r in masking.records.values() if r.float_mask is not None},
-        "ever_active": masking.ever_active,
+        "ever_active": {} if masking._ever_active is None else masking._ever_active._bits,  # packed, as held
         "scratch": masking._scratch,
     }
     return {name: sum(t.numel() * t.element_size() for t in group.values()) for name, group in groups.items()}

@@ -469,8 +469,15 @@ class Masking:
 
     @property
     def ever_active(self) -> dict[str, torch.Tensor]:
-        """Per masked layer, the weights that have been active at any step (empty under `low_memory`)."""
+        """Per masked layer, the weights that have been active at any step, as bool tensors (empty under
+        `low_memory`). The record is kept at one bit per weight; each read unpacks a copy."""
         return {} if self._ever_active is None else self._ever_active.masks
+
+    @property
+    def ever_active_count(self) -> int | None:
+        """How many masked weights have been active at any step (None under `low_memory`, which keeps no record):
+        the numerator of the ITOP rate, counted on the packed record without unpacking it."""
+        return None if self._ever_active is None else self._ever_active.count()
 
     def check(self) -> None:
         """Prove that every masked weight is zero, and measure the nonzero count of all the model's weights.

@@ -109,8 +109,8 @@ class NMMasking(Masking):
         super().init()
         self.dense_weights = dense
         self._renew_masks()
-        for name, ever in self.ever_active.items():
-            ever.copy_(self.mask_dict[name])
+        if self._ever_active is not None:
+            self._ever_active.reset(self.mask_dict)
 
     @torch.no_grad()
     def _renew_masks(self) -> None:
@@ -172,8 +172,9 @@ class NMMasking(Masking):
             for name, record in records:
                 self.dense_weights[name].copy_(record.parameter)
             self._renew_masks()
-            for name, ever in self.ever_active.items():
-                ever.bitwise_or_(self.mask_dict[name])
+            if self._ever_active is not None:
+                for name, mask in self.mask_dict.items():
+                    self._ever_active.include(name, mask)
         if scaler is not None:
             scaler.update()
         self.mask_step += 1

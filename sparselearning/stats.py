@@ -3,11 +3,8 @@ every weight tensor of the model, masked or not."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import torch
 
 # Fields measured from the weights on demand, not part of the saved state.
 _MEASURED = ("model_weight_nonzero", "model_weight_total")
@@ -73,13 +70,13 @@ class LayerStats:
             setattr(self, key, dict(value) if isinstance(value, dict) else value)
 
 
-def itop_rate(ever_active: Mapping[str, torch.Tensor], masked_weights: int) -> float | None:
+def itop_rate(ever_active_count: int | None, masked_weights: int) -> float | None:
     """The in-time over-parameterisation rate (Liu et al. 2021): the share of the masked weights that have
     been active at some step. None when nothing was recorded (no masks, or `low_memory`, which keeps no record).
 
-    :param ever_active: per masked layer, the weights ever active (`Masking.ever_active`)
+    :param ever_active_count: how many masked weights were ever active (`Masking.ever_active_count`)
     :param masked_weights: the number of masked weights (`Masking.total_params`)
     """
-    if not ever_active:
+    if ever_active_count is None:
         return None
-    return sum(int(mask.sum()) for mask in ever_active.values()) / max(1, masked_weights)
+    return ever_active_count / max(1, masked_weights)

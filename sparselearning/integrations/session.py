@@ -190,7 +190,7 @@ class SparseSession:
         """Density, ITOP rate and (when tracked) inference FLOPs as a fraction of dense, for the trainer's logger."""
         masking = self.started()
         values = {"sparsity/density": masking.stats.total_density}
-        itop = itop_rate(masking.ever_active, masking.total_params)
+        itop = itop_rate(masking.ever_active_count, masking.total_params)
         if itop is not None:
             values["sparsity/itop_rate"] = itop
         if self.flops is not None:

@@ -14,18 +14,15 @@ from typing import Any
 import torch
 
 from sparselearning.errors import SparseLearningError
+from sparselearning.ops.bits import pack_bits, unpack_bits
 
 PACKED_KEY = "packed_masks"
 FORMAT = "bits-v1"
-_PLACES = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
 
 
 def pack(mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """One boolean mask as its shape and its positions packed eight to a byte (first position = high bit)."""
-    flat = mask.detach().reshape(-1).to("cpu", torch.bool)
-    padded = torch.zeros(math.ceil(flat.numel() / 8) * 8, dtype=torch.bool)
-    padded[: flat.numel()] = flat
-    bits = (padded.view(-1, 8).to(torch.uint8) * _PLACES).sum(dim=1, dtype=torch.uint8)
+    bits = pack_bits(mask.detach().to("cpu", torch.bool))
     return {"shape": torch.tensor(list(mask.shape), dtype=torch.int64), "bits": bits}
 
 
@@ -46,7 +43,7 @@ def unpack(entry: Any, what: str) -> torch.Tensor:
         raise SparseLearningError(
             f"{what}: 'shape' {sizes} needs {math.ceil(count / 8)} bytes of bits, the file holds {bits.numel()}"
         )
-    positions = (bits.unsqueeze(1) & _PLACES).ne(0).reshape(-1)
+    positions = unpack_bits(bits, bits.numel() * 8)
     if bool(positions[count:].any()):
         raise SparseLearningError(f"{what}: the padding bits after the last position are not zero")
     return positions[:count].reshape(sizes).clone()

@@ -465,7 +465,7 @@ class Run:
             "turnover": grown / active,
             "layer_density": layer_densities(masks),
         }
-        itop = itop_rate(self.masking.ever_active, self.masking.total_params)
+        itop = itop_rate(self.masking.ever_active_count, self.masking.total_params)
         if itop is not None:
             record["itop_rate"] = itop
         return record
@@ -539,7 +539,7 @@ class Run:
         log.write({"split": "test", "step": self.progress.step, "epoch": self.progress.epoch, **test})
         flops = self.inference_flops()
         dense_flops, reference_weights = self._full_width_reference()
-        itop = itop_rate(self.masking.ever_active, self.masking.total_params)
+        itop = itop_rate(self.masking.ever_active_count, self.masking.total_params)
         summary = {
             "method": self.config.masking.name,
             "dataset": self.config.dataset.name,

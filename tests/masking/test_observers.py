@@ -112,3 +112,14 @@ def test_the_checkpoint_layout_is_the_one_written_before_observers_existed() -> 
     other.load_state_dict(state)
     assert other.avg_inference_FLOPs == average
     assert all(torch.equal(other.ever_active[n], masking.ever_active[n]) for n in masking.ever_active)
+
+
+def test_the_ever_active_record_holds_one_bit_per_weight() -> None:
+    masks = {"a": torch.rand(300, 100) < 0.1, "b": torch.rand(10, 7) < 0.5}
+    record = EverActive(masks)
+    assert sum(bits.numel() * bits.element_size() for bits in record._bits.values()) == 30000 // 8 + (70 + 7) // 8
+    assert record.count() == sum(int(mask.sum()) for mask in masks.values())
+    grown = torch.rand(300, 100) < 0.1
+    record.include("a", grown)
+    assert torch.equal(record.masks["a"], masks["a"] | grown) and record.masks["a"].shape == (300, 100)
+    assert record.count() == int((masks["a"] | grown).sum()) + int(masks["b"].sum())
