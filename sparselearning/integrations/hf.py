@@ -23,6 +23,11 @@ from sparselearning.misuse import warn_user
 MASKING_FILE = "sparselearning_masking.pt"
 
 
+def checkpoint_folder(args: TrainingArguments, state: TrainerState) -> Path:
+    """The folder the Trainer writes its checkpoint of the current step to (and a resume at that step reads)."""
+    return Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
+
+
 class SparseTrainingCallback(TrainerCallback):
     """Train a `Trainer`'s model sparse with a method of the method table.
 
@@ -85,8 +90,7 @@ class SparseTrainingCallback(TrainerCallback):
             self._capture_hook = model.register_forward_pre_hook(self._capture, with_kwargs=True)
 
     def _saved_state(self, args: TrainingArguments, state: TrainerState) -> dict[str, Any]:
-        folder = self.resume_from or Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
-        path = folder / MASKING_FILE
+        path = (self.resume_from or checkpoint_folder(args, state)) / MASKING_FILE
         if not path.is_file():
             raise SparseLearningError(
                 f"resuming at step {state.global_step} but {path} does not exist: pass "
@@ -135,7 +139,7 @@ class SparseTrainingCallback(TrainerCallback):
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.session.masking is None or not state.is_world_process_zero:
             return
-        folder = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
+        folder = checkpoint_folder(args, state)
         if not folder.is_dir():
             warn_user(f"SparseTrainingCallback: no checkpoint folder {folder} to save the masks beside")
             return

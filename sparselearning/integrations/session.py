@@ -25,6 +25,8 @@ from sparselearning import method_table, methods
 from sparselearning.core import Masking
 from sparselearning.counting.tracker import FlopsTracker, track_flops
 from sparselearning.errors import SparseLearningError, first_line
+from sparselearning.masking.observers import MaskObserver
+from sparselearning.masking.topology import TopologyChange
 from sparselearning.misuse import warn_user
 from sparselearning.stats import itop_rate
 
@@ -56,6 +58,27 @@ def unchanged_by(model: nn.Module, optimizer: torch.optim.Optimizer) -> Iterator
     with torch.no_grad():
         for tensor, saved in parameters + state:
             tensor.copy_(saved)
+
+
+class TopologyWatch(MaskObserver):
+    """Notes when the masks changed: an update, a restore, a layer no longer masked.
+
+    The density a trainer logs changes only then. `Masking.stats` re-checks every weight whenever the weights
+    moved since the last read, which after an optimizer step means a full pass over the model. A trainer logs
+    every step, so the session reads `stats` only after a change and never on the per-step path.
+    """
+
+    def __init__(self) -> None:
+        self.changed = True
+
+    def after_update(self, change: TopologyChange) -> None:
+        self.changed = True
+
+    def after_restore(self, masks: Any, step: int, saved: Any) -> None:
+        self.changed = True
+
+    def forget(self, name: str) -> None:
+        self.changed = True
 
 
 class RoutedStep:
@@ -118,6 +141,8 @@ class SparseSession:
         self.routing: RoutedStep | None = None
         self.flops: FlopsTracker | None = None
         self._logged_step = -1
+        self._watch = TopologyWatch()
+        self._density = 0.0
 
     def start(
         self,
@@ -147,6 +172,7 @@ class SparseSession:
                 masking = methods.build(self.method, model, optimizer, **options)
             check_fingerprint(masking, saved)
             masking.load_state_dict(saved["masking"])
+        masking.add_observer(self._watch)
         self.masking = masking
         self.routing = RoutedStep(masking)
         return masking
@@ -189,7 +215,10 @@ class SparseSession:
     def metrics(self) -> dict[str, float]:
         """Density, ITOP rate and (when tracked) inference FLOPs as a fraction of dense, for the trainer's logger."""
         masking = self.started()
-        values = {"sparsity/density": masking.stats.total_density}
+        if self._watch.changed:  # density moves only when the masks do
+            self._density = masking.stats.total_density
+            self._watch.changed = False
+        values = {"sparsity/density": self._density}
         itop = itop_rate(masking.ever_active_count, masking.total_params)
         if itop is not None:
             values["sparsity/itop_rate"] = itop

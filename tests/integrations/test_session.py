@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from sparselearning import methods
+from sparselearning.core import Masking
 from sparselearning.errors import SparseLearningError
 from sparselearning.integrations.session import RoutedStep, SparseSession, first_tensor, unchanged_by
 
@@ -146,3 +147,23 @@ def test_import_sparselearning_needs_neither_lightning_nor_transformers() -> Non
     result = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "pip install 'sparselearning[lightning]'" in result.stdout
+
+
+def test_metrics_between_mask_updates_do_not_recheck_every_weight(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, optimizer = model_and_optimizer()
+    session = SparseSession("SET", density=0.3, update_frequency=3)
+    masking = session.start(model, optimizer, total_steps=12)
+    checks: list[int] = []
+    original = Masking._count_weights
+    monkeypatch.setattr(
+        Masking, "_count_weights", lambda self, *args: checks.append(self.mask_step) or original(self, *args)
+    )
+    logged = []
+    for step in range(7):
+        optimizer.zero_grad()
+        loss(model, step).backward()
+        optimizer.step()
+        logged.append(session.metrics()["sparsity/density"])
+    # First read, then after the updates at steps 3 and 6 (whose own check runs too); never in between.
+    assert checks == [1, 3, 4, 6, 7]
+    assert logged == [masking.stats.total_density] * 7
