@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import torch
@@ -94,3 +95,12 @@ def linear_with(weight: torch.Tensor) -> nn.Module:
     with torch.no_grad():
         layer.weight.copy_(weight)
     return nn.Sequential(layer)
+
+
+def torchrun_command(processes: int, module: str, *arguments: str) -> list[str]:
+    """The command line that runs `python -m module arguments...` in `processes` local ranks under torchrun."""
+    return [
+        sys.executable,
+        *("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"),
+        *("-m", module, *arguments),
+    ]

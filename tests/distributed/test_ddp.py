@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 import torch.multiprocessing as mp
 
 from tests.distributed.workers import train_and_compare
+from tests.helpers import torchrun_command
 
 
 @pytest.mark.parametrize("method", ["rigl", "set_", "snfs", "pruning"])
@@ -41,17 +41,7 @@ SMALL = [
 
 
 def _torchrun(processes: int, arguments: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={processes}",
-        "-m",
-        "sparselearning",
-        "train",
-        *arguments,
-    ]
+    command = torchrun_command(processes, "sparselearning", "train", *arguments)
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import torchrun_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,16 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     out = tmp_path_factory.mktemp("fsdp2")
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "tests.distributed.fsdp2_worker",
-        str(out),
-    ]
+    command = torchrun_command(2, "tests.distributed.fsdp2_worker", str(out))
     finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-6000:]
     return [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]

@@ -7,9 +7,10 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from tests.helpers import torchrun_command
 
 
 def _children(pid: int) -> list[int]:
@@ -36,8 +37,7 @@ def _alive(pid: int) -> bool:
 def test_a_stopped_rank_ends_the_job_within_the_timeout(tmp_path: Path) -> None:
     run = tmp_path / "run"
     command = [
-        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"),
-        *("-m", "sparselearning", "train", "dataset=Synthetic", "dataset.train_size=4096"),
+        *torchrun_command(2, "sparselearning", "train", "dataset=Synthetic", "dataset.train_size=4096"),
         *("dataset.batch_size=16", "dataset.val_size=32", "dataset.test_size=32", "optimizer.epochs=50"),
         *("log_interval=4", "progress=false", "plots=false", "distributed_timeout_s=5", f"hydra.run.dir={run}"),
     ]

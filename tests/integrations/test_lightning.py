@@ -4,7 +4,6 @@ accumulation too, across a checkpointed interruption, and identically on two DDP
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -15,6 +14,7 @@ from torch import nn
 from sparselearning import methods
 from sparselearning.errors import SparseLearningError
 from sparselearning.integrations.lightning import SparseTraining
+from tests.helpers import torchrun_command
 from tests.integrations.lightning_setup import (
     Classifier,
     batches,
@@ -149,16 +149,7 @@ def test_bad_input_is_refused_in_one_line(tmp_path: Path) -> None:
 
 
 def test_lightning_ddp_keeps_masks_identical_on_both_ranks(tmp_path: Path) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "tests.integrations.lightning_ddp_worker",
-        str(tmp_path),
-    ]
+    command = torchrun_command(2, "tests.integrations.lightning_ddp_worker", str(tmp_path))
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
