@@ -49,8 +49,9 @@ ABLATION_BASELINES = {
         ("RigL", "RigL_ERK", "SNFS", "SNFS_ERK", "Static_ERK", "SET_ERK"),
     ),
 }
-# Structured grids and what each is compared with: (baseline grid, its variant, densities; None is dense), the
-# issue's tolerance in points of test accuracy (3-seed means), and the grid's own variants compared.
+# Structured grids and what each is compared with: (baseline grid, its variant, the densities compared, None
+# meaning the run names none, and the grid's own variants). The tolerance is issue 20's, in points of 3-seed
+# mean test accuracy.
 STRUCTURED_BASELINES = {
     "mnist_srigl": ("mnist_lenet300_100", "RigL_ERK", (0.1, 0.05, 0.02), ("SRigL",)),
     "fashion_mnist_srigl": ("fashion_mnist_lenet5", "RigL_ERK", (0.1, 0.05), ("SRigL",)),
