@@ -81,6 +81,7 @@ from sparselearning.masking.sharding import gathered, shard_rows
 from sparselearning.masking.sparse_compute import SparseCompute, check_sparse_compute
 from sparselearning.masking.topology import TopologyChange, redistribution_shares, regrowth_counts
 from sparselearning.misuse import require_momentum, stray_weights_error, unmatched_entry_error, warn_user
+from sparselearning.ops.mask_chunks import float_chunks
 from sparselearning.ops.rng import generator_for
 from sparselearning.stats import LayerStats
 
@@ -157,7 +158,8 @@ class Masking:
     :param update_frequency: if set, `step()` runs `update_connections()` instead every this many steps
     :param end_when: with `update_frequency`, the step from which masks no longer change
     :param start_when: with `update_frequency`, the first step at which masks may change
-    :param low_memory: store masks only as bool (1 byte per weight); the step then masks more slowly
+    :param low_memory: keep no ever-active record (the ITOP rate's, an eighth of a byte per weight): the masks then
+        cost exactly their 1 byte per weight
     :param keep_grown_momentum: under dense gradients, a regrown weight keeps the momentum it gathered while
         inactive (Dettmers & Zettlemoyer's code does), so its first step moves it; False starts it from zero
     :param total_steps: the run's planned number of `step()` calls, if known: stepping past it warns once
@@ -528,12 +530,15 @@ class Masking:
     def _count_stray(self, record: MaskedParameter) -> torch.Tensor:
         """How many masked positions of a parameter hold a nonzero weight (a 0-dim tensor: no host sync here).
 
-        `w - w * mask` is exactly `w` at masked positions and exactly 0 at active ones, computed in scratch space
-        with the float mask: one fused pass, far faster than bool masking.
+        `w - w * mask` is exactly `w` at masked positions and exactly 0 at active ones: one fused pass per chunk of
+        the mask in floats, far faster than bool masking, with no weight-sized temporary.
         """
-        weight = record.parameter.detach()
-        scratch = self.scratch(weight.numel(), weight.dtype, weight.device).view(weight.shape)
-        return torch.count_nonzero(torch.addcmul(weight, weight, record.as_float(), value=-1.0, out=scratch))
+        weight = record.parameter.detach().reshape(-1)
+        counts = [
+            torch.count_nonzero(torch.addcmul(values, values, floats, value=-1.0, out=floats))
+            for floats, values in float_chunks(record.mask, weight, dtype=weight.dtype)
+        ]
+        return torch.stack(counts).sum() if counts else torch.zeros((), dtype=torch.int64)
 
     # ------------------------------------------------------------------ what the rule functions read
 
@@ -614,6 +619,7 @@ class Masking:
         key = (torch.device(device), dtype)
         buffer = self._scratch.get(key)
         if buffer is None or buffer.numel() < numel:
+            self._scratch.pop(key, None)  # the smaller buffer goes before the larger one is made, not after
             buffer = torch.empty(numel, dtype=dtype, device=device)
             self._scratch[key] = buffer
         return buffer[:numel]
@@ -649,7 +655,8 @@ class Masking:
         )
 
     def float_mask(self, name: str) -> torch.Tensor:
-        """The mask of `name` as 0.0/1.0 in the weight's dtype (cached unless `low_memory`).
+        """The mask of `name` as 0.0/1.0 in the weight's dtype, freshly allocated (4 bytes per weight while the
+        caller keeps it; `sparselearning.ops.mask_chunks.float_chunks` does float arithmetic with a mask without it).
 
         :param name: a weight name
         """
@@ -690,12 +697,9 @@ class Masking:
             return
         with gathered(sharded, self.optimizer, self._weights):
             yield
-        self._refresh()  # this rank's float masks again
+        self._refresh()  # recount on this rank's shards again
 
     # ------------------------------------------------------------------ the hot path
-
-    def _multiply_by_masks(self, tensors: list[torch.Tensor], records: list[MaskedParameter]) -> None:
-        multiply_by_masks(tensors, records, self.low_memory)
 
     def mask_gradients(self) -> None:
         """Zero the gradients of masked weights (done by `step()`; call it yourself before gradient clipping).
@@ -705,12 +709,12 @@ class Masking:
         if self.is_update_step():
             return
         pairs = [(r.parameter.grad, r) for r in self._sparse if r.parameter.grad is not None]
-        self._multiply_by_masks([g for g, _ in pairs], [r for _, r in pairs])
+        multiply_by_masks([g for g, _ in pairs], [r for _, r in pairs])
 
     def apply_mask(self) -> None:
         """Zero the masked weights (in place on the parameters, so their version counters see it)."""
         records = list(self._sparse)
-        self._multiply_by_masks([r.parameter for r in records], records)
+        multiply_by_masks([r.parameter for r in records], records)
         self._zeroed = self._zeroing_state(records)
 
     @staticmethod
@@ -736,7 +740,7 @@ class Masking:
             for value in weight_shaped_state(self.optimizer, record.parameter):
                 tensors.append(value)
                 records.append(record)
-        self._multiply_by_masks(tensors, records)
+        multiply_by_masks(tensors, records)
 
     def _needs_dense_weight_grad(self) -> bool:
         """Whether the coming `step()` reads dense weight gradients (a mask update, or dense gradients)."""
@@ -857,7 +861,6 @@ class Masking:
         after_drop = dict(self._stats.nonzeros_dict)
         if self.growth_mode != "none" and self._stats.total_removed > 0:
             zero_grown = self.dense_gradients and not self.keep_grown_momentum
-            previous = {name: self.mask_dict[name].clone() for name in prunable} if zero_grown else {}
             counts = regrowth_counts(
                 prunable,
                 removed,
@@ -867,9 +870,12 @@ class Masking:
             )
             for name, count in counts.items():
                 if count > 0:
+                    # One layer's mask before growth at a time (a growth rule may change the mask in place).
+                    previous = self.mask_dict[name].clone() if zero_grown else None
                     self.mask_dict[name] = self.growth_func(self, name, count, self.params[name])
+                    if previous is not None:
+                        self._reset_grown_state(name, previous)
             self._refresh()
-            self._reset_grown_state(previous)
         grown = {name: self._stats.nonzeros_dict[name] - after_drop[name] for name in self.records}
         change = TopologyChange(self.mask_step, self.mask_dict, removed, grown)
         for observer in list(self.observers):
@@ -884,36 +890,31 @@ class Masking:
         raw = {name: self.redistribution_func(self, name, self.params[name], self.mask_dict[name]) for name in prunable}
         self._stats.total_variance, self._stats.variance_dict = redistribution_shares(raw)
 
-    def _reset_grown_state(self, previous: dict[str, torch.Tensor]) -> None:
-        """Under dense gradients, reset the momentum of newly grown weights (it is zero otherwise already)."""
-        for name, before in previous.items():
-            # Positions active now and not before, as indices (a few percent of the layer): index_fill_ touches
-            # only them, where masked_fill_ would pass over the whole state tensor.
-            mask = self.mask_dict[name]
-            grown = self._grown_positions.get(name)
-            if grown is None:  # a rule that did not say where it grew
-                grown = torch.nonzero(mask.reshape(-1) > before.reshape(-1)).view(-1)
-            for value in weight_shaped_state(self.optimizer, self.params[name]):
-                if value.is_contiguous():
-                    value.view(-1).index_fill_(0, grown, 0.0)
-                else:  # e.g. channels_last state: no flat view
-                    value.masked_fill_(mask & ~before, 0.0)
+    def _reset_grown_state(self, name: str, before: torch.Tensor) -> None:
+        """Under dense gradients, reset the momentum of the weights of `name` grown since its mask was `before`
+        (under sparse gradients it is zero already)."""
+        # Positions active now and not before, as indices (a few percent of the layer): index_fill_ touches only
+        # them, where masked_fill_ would pass over the whole state tensor.
+        mask = self.mask_dict[name]
+        grown = self._grown_positions.get(name)
+        if grown is None:  # a rule that did not say where it grew
+            grown = torch.nonzero(mask.reshape(-1) > before.reshape(-1)).view(-1)
+        for value in weight_shaped_state(self.optimizer, self.params[name]):
+            if value.is_contiguous():
+                value.view(-1).index_fill_(0, grown, 0.0)
+            else:  # e.g. channels_last state: no flat view
+                value.masked_fill_(mask & ~before, 0.0)
 
     # ------------------------------------------------------------------ bookkeeping
 
     def _refresh(self) -> None:
-        """Recount, and rebuild what the hot path reads: which layers have inactive weights, float masks."""
+        """Recount, and rebuild what the hot path reads: which layers have inactive weights."""
         records = list(self.records.values())
         counts = as_ints([torch.count_nonzero(record.mask) for record in records])
         for record, count in zip(records, counts, strict=True):
             record.active = count
         self._stats.set_counts({r.name: r.active for r in records}, {r.name: r.numel for r in records})
         self._sparse = [record for record in records if record.inactive > 0]
-        for record in records:
-            if self.low_memory or record.inactive == 0:
-                record.float_mask = None
-            else:
-                record.refresh_float_mask()
 
     def remove_weight(self, name: str) -> None:
         """Stop masking one weight, by parameter name or by its module's name.

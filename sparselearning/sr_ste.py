@@ -58,7 +58,7 @@ class NMMasking(Masking):
     :param density: None, or exactly n / m (the density of an N:M method is fixed)
     :param seed: kept for `Masking`'s random streams (N:M masks use none)
     :param total_steps: the run's planned number of `step()` calls, if known: stepping past it warns once
-    :param low_memory: masks cost 1 byte per weight (no float copy)
+    :param low_memory: keep no ever-active (ITOP) record
     :param observers: as for `Masking`
     """
 
@@ -114,13 +114,11 @@ class NMMasking(Masking):
 
     @torch.no_grad()
     def _renew_masks(self) -> None:
-        """Masks from |W|, and `W * mask` into the parameters. No float copy of a mask is kept: the per-step path
-        never multiplies by one, and the occasional check makes its own."""
+        """Masks from |W|, and `W * mask` into the parameters."""
         for name, record in self.records.items():
             dense = self.dense_weights[name]
             record.mask = nm_mask(dense, self.n, self.m)
             torch.mul(dense, record.mask, out=record.parameter)
-            record.float_mask = None
 
     # ------------------------------------------------------------------ the step
 

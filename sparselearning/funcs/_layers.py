@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from sparselearning.errors import SparseLearningError
+from sparselearning.ops.select import ScoresAt
 
 if TYPE_CHECKING:
     from sparselearning.masking.view import MaskingView as Masking
@@ -42,17 +43,31 @@ def reduce_kernels(values: torch.Tensor, criterion: Callable[..., torch.Tensor])
     return reduced if isinstance(reduced, torch.Tensor) else reduced.values
 
 
-def inactive_scores(masking: Masking, name: str, values: torch.Tensor) -> torch.Tensor:
-    """|values| at positions inactive in `masking.mask_dict[name]` and -1 at active ones, flat, in scratch space.
+def inactive_scores_at(mask: torch.Tensor, values: torch.Tensor) -> ScoresAt:
+    """Growth scores on demand (for `topk_of_scores`): |values| at positions inactive in `mask` and -1 at active
+    ones, at any slice or index positions of the flattened layer.
 
     Every score at an eligible position is >= 0, so active positions are never chosen while an eligible one
-    remains. Computed with the float mask (x - x * 1 == 0 exactly), which is far faster than bool indexing.
+    remains. Computed with the mask in floats (x - x * 1 == 0 exactly), which is far faster than bool indexing,
+    and only where asked: no weight-sized score buffer.
     """
-    active = masking.float_mask(name).reshape(-1)
-    scores = masking.scratch(values.numel(), active.dtype, values.device)
-    torch.abs(values.detach().reshape(-1), out=scores)
-    scores.addcmul_(scores, active, value=-1.0)
-    return scores.sub_(active)
+    flat = values.detach().reshape(-1)
+    active = mask.reshape(-1).view(torch.uint8)
+    buffers: list[torch.Tensor] = []  # scores and mask floats of the last chunk, reused: no allocation per chunk
+
+    def scores_at(where: slice | torch.Tensor) -> torch.Tensor:
+        if isinstance(where, torch.Tensor):
+            scores, floats = flat.take(where).abs_(), active.take(where).to(flat.dtype)
+        else:
+            values_part, active_part = flat[where], active[where]
+            count = values_part.numel()
+            if not buffers or buffers[0].numel() < count:
+                buffers[:] = [torch.empty(count, dtype=flat.dtype, device=flat.device) for _ in range(2)]
+            scores = torch.abs(values_part, out=buffers[0][:count])
+            floats = buffers[1][:count].copy_(active_part)
+        return scores.addcmul_(scores, floats, value=-1.0).sub_(floats)
+
+    return scores_at
 
 
 def gradient_of(weight: torch.Tensor, name: str) -> torch.Tensor:

@@ -21,13 +21,13 @@ from sparselearning.funcs._layers import (
     active_indices,
     expand_kernel_mask,
     gradient_of,
-    inactive_scores,
+    inactive_scores_at,
     kernel_mask,
     momentum_of,
     reduce_kernels,
 )
 from sparselearning.funcs.fan_in import srigl_growth
-from sparselearning.ops.select import sample_indices, topk_indices
+from sparselearning.ops.select import sample_indices, topk_indices, topk_of_scores
 
 if TYPE_CHECKING:
     from sparselearning.masking.view import MaskingView as Masking
@@ -41,7 +41,7 @@ def _grow_top_scores(masking: Masking, name: str, total_regrowth: int, values: t
     count = min(int(total_regrowth), inactive)
     if count <= 0:
         return mask
-    grown = topk_indices(inactive_scores(masking, name, values), count)
+    grown = topk_of_scores(inactive_scores_at(mask, values), mask, count)
     masking.record_growth(name, grown)
     new_mask = mask.clone()
     new_mask.view(-1).index_fill_(0, grown, True)

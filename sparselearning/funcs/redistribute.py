@@ -18,22 +18,26 @@ from typing import TYPE_CHECKING
 import torch
 
 from sparselearning.funcs._layers import gradient_of, momentum_of
+from sparselearning.ops.mask_chunks import float_chunks
 
 if TYPE_CHECKING:
     from sparselearning.masking.view import MaskingView as Masking
 
 
-def _mean_abs_over_active(masking: Masking, name: str, values: torch.Tensor, mask: torch.Tensor) -> float:
-    """Mean |values| over the active positions of `mask`: |values| into scratch space, then one dot product with
-    the float mask (a bool-masked copy of the whole layer cost SNFS a third of its update)."""
+def _mean_abs_over_active(values: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean |values| over the active positions of `mask`: dot products of |values| with the mask in floats, chunk
+    by chunk (a bool-masked copy of the whole layer cost SNFS a third of its update; nothing weight-sized here)."""
     active = int(torch.count_nonzero(mask))
     if active == 0:
         return 0.0
     flat = values.detach().reshape(-1)
-    magnitudes = torch.abs(flat, out=masking.scratch(flat.numel(), flat.dtype, flat.device))
-    # The cached float mask when `mask` is the layer's own (as Masking passes it), else one made from `mask`.
-    weights = masking.float_mask(name) if mask is masking.mask_dict[name] else mask.to(flat.dtype)
-    return float(torch.dot(magnitudes, weights.reshape(-1).to(flat.dtype))) / active
+    magnitudes = torch.empty(0, dtype=flat.dtype, device=flat.device)  # one chunk's |values|, reused
+    dots = []
+    for floats, chunk in float_chunks(mask, flat, dtype=flat.dtype):
+        if magnitudes.numel() < chunk.numel():
+            magnitudes = torch.empty_like(chunk)
+        dots.append(torch.dot(torch.abs(chunk, out=magnitudes[: chunk.numel()]), floats))
+    return float(torch.stack(dots).sum()) / active
 
 
 def momentum_redistribution(masking: Masking, name: str, weight: torch.Tensor, mask: torch.Tensor) -> float:
@@ -45,7 +49,7 @@ def momentum_redistribution(masking: Masking, name: str, weight: torch.Tensor, m
     :param mask: layer mask
     :return: unnormalized layer statistic for the layer
     """
-    return _mean_abs_over_active(masking, name, momentum_of(masking, weight), mask)
+    return _mean_abs_over_active(momentum_of(masking, weight), mask)
 
 
 def grad_redistribution(masking: Masking, name: str, weight: torch.Tensor, mask: torch.Tensor) -> float:
@@ -57,7 +61,7 @@ def grad_redistribution(masking: Masking, name: str, weight: torch.Tensor, mask:
     :param mask: layer mask
     :return: unnormalized layer statistic for the layer
     """
-    return _mean_abs_over_active(masking, name, gradient_of(weight, name), mask)
+    return _mean_abs_over_active(gradient_of(weight, name), mask)
 
 
 def nonzero_redistribution(masking: Masking, name: str, weight: torch.Tensor, mask: torch.Tensor) -> float:

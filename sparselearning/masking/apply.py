@@ -13,6 +13,7 @@ import torch
 
 from sparselearning.masking.records import MaskedParameter
 from sparselearning.masking.sharding import local
+from sparselearning.ops.mask_chunks import multiply_by_bool_masks
 
 # Optimizers that add L2 weight decay to the gradient (`g + wd * w`) before anything else.
 _L2_GRADIENT_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.RMSprop)
@@ -61,17 +62,13 @@ def gradients_finite(optimizer: torch.optim.Optimizer) -> bool:
 
 
 @torch.no_grad()
-def multiply_by_masks(tensors: Sequence[torch.Tensor], records: Sequence[MaskedParameter], low_memory: bool) -> None:
-    """Zero each tensor where its record's mask is inactive: one fused multiply by the cached float masks, or
-    (low memory, no cache) a bool multiply per tensor."""
+def multiply_by_masks(tensors: Sequence[torch.Tensor], records: Sequence[MaskedParameter]) -> None:
+    """Zero each tensor where its record's mask is inactive (float arithmetic on L2-sized chunks of the bool
+    masks: the speed of a float-mask multiply without a float copy of the masks)."""
     if not tensors:
         return
     shards = [local(tensor) for tensor in tensors]  # a sharded (FSDP2) tensor: only this rank's rows
-    if low_memory:
-        for tensor, record in zip(shards, records, strict=True):
-            tensor.mul_(record.local_mask())
-    else:
-        torch._foreach_mul_(shards, [record.as_float() for record in records])
+    multiply_by_bool_masks(shards, [record.local_mask() for record in records])
 
 
 def weight_shaped_state(optimizer: torch.optim.Optimizer, weight: torch.Tensor) -> list[torch.Tensor]:

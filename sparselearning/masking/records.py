@@ -38,11 +38,9 @@ class MaskedParameter:
     :param owners: every place holding it as a direct attribute; more than one when it is tied
     :param index: its registration order, which keys its random streams (stable across runs and ranks)
     :param mask: bool, shaped like the parameter; True where the weight is active
-    :param float_mask: the mask as 0.0/1.0 in the parameter's dtype, cached for the per-step multiply (None while
-        not cached: fully active masks and `low_memory` keep none)
     :param active: the number of active positions at the last count
     :param shard: for a parameter sharded by FSDP2, the rows of the whole mask this rank's shard holds (the mask
-        stays whole; the float mask and the per-step work cover the shard only)
+        stays whole; the per-step work covers the shard only)
     """
 
     name: str
@@ -50,7 +48,6 @@ class MaskedParameter:
     owners: tuple[Holding, ...]
     index: int
     mask: torch.Tensor
-    float_mask: torch.Tensor | None = None
     active: int = field(default=0)
     shard: ShardRows | None = None
 
@@ -82,20 +79,9 @@ class MaskedParameter:
         """The part of the mask matching the parameter's local tensor (all of it unless sharded)."""
         return self.mask if self.shard is None else self.shard.of(self.mask)
 
-    def refresh_float_mask(self) -> torch.Tensor:
-        """Rebuild the cached float mask in place (allocating only when shape or dtype changed)."""
-        out = self.float_mask
-        weight = local(self.parameter.detach())
-        if out is None or out.shape != weight.shape or out.dtype != weight.dtype:
-            out = torch.empty_like(weight)
-        # Converting through a uint8 view is several times faster than from bool on CPU.
-        self.float_mask = out.copy_(self.local_mask().view(torch.uint8))
-        return self.float_mask
-
     def as_float(self) -> torch.Tensor:
-        """The mask as 0.0/1.0 in the parameter's dtype: the cached one, or a fresh tensor when none is cached."""
-        if self.float_mask is not None:
-            return self.float_mask
+        """The mask as 0.0/1.0 in the parameter's dtype, freshly allocated (4 bytes per weight on float32: the
+        per-step work never needs it, see `sparselearning.ops.mask_chunks`)."""
         return torch.empty_like(local(self.parameter.detach())).copy_(self.local_mask().view(torch.uint8))
 
 

@@ -111,7 +111,7 @@ def gathered(
             state = optimizer.state.get(sharded, {})
             optimizer.state[whole] = {key: _whole(value) for key, value in state.items()}
             swaps.append(_Swap(record, sharded, record.shard, state))
-            record.parameter, record.shard, record.float_mask = whole, None, None
+            record.parameter, record.shard = whole, None
         replaced = {id(swap.sharded): swap.record.parameter for swap in swaps}
         for name, weight in originals.items():
             if id(weight) in replaced:
@@ -131,4 +131,4 @@ def gathered(
                         continue
                     if is_sharded(target) and value.shape == whole.shape:
                         local(target).copy_(swap.rows.of(value))
-                swap.record.parameter, swap.record.shard, swap.record.float_mask = swap.sharded, swap.rows, None
+                swap.record.parameter, swap.record.shard = swap.sharded, swap.rows

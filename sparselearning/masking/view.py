@@ -27,7 +27,8 @@ class MaskingView(Protocol):
     - `sparse_init`: the initial-mask scheme's name; `stats`: counts per layer after the last update
     - `prune_rate`: the drop fraction now; `prune_rate_decay`: its schedule; `name2prune_rate`: per layer
     - `generator(name, purpose)`: the random stream for a decision on a layer at this step
-    - `scratch(numel, dtype, device)`: a reusable flat buffer; `float_mask(name)`: a mask as 0.0/1.0
+    - `scratch(numel, dtype, device)`: a reusable flat buffer; `float_mask(name)`: a mask as 0.0/1.0 (a fresh
+      weight-sized tensor: `sparselearning.ops.mask_chunks.float_chunks` does the same arithmetic a chunk at a time)
     - `layer_module(name)` / `is_conv(name)`: the module owning a parameter, and whether it is a convolution
     - `prunable_names()`: layers an update may change; `get_momentum_for_weight(weight)`: optimizer momentum
     - `remove_weight(name)`: stop masking a layer (channel-wise inits keep Linear layers dense this way)

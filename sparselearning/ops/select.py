@@ -3,14 +3,22 @@
 A mask update must pick exactly k positions (per-layer counts are exact) and must pick the same ones on
 every process and device (ties go to the lower index). Sorting a layer of millions of entries makes one update
 cost as much as many training steps, so large vectors are first cut down by a threshold estimated from a
-strided sample, and only the few candidates above it are ranked exactly.
+strided sample, and only the few candidates above it are ranked exactly. The scores themselves need not exist
+all at once: `topk_of_scores` asks for them a chunk at a time, so a layer's growth scores never take a
+weight-sized buffer.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
+
+from sparselearning.ops import mask_chunks
+
+# Scores at some positions of a flat vector, given as a slice (possibly strided) or as an int64 index tensor.
+ScoresAt = Callable[[slice | torch.Tensor], torch.Tensor]
 
 # Below this many entries a stable sort is cheap enough and simplest.
 _SORT_LIMIT = 1 << 11
@@ -46,17 +54,32 @@ def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
     resolved towards the lower index, so the answer never depends on the device or thread count.
     """
     flat = scores.reshape(-1)
-    total = flat.numel()
+    return topk_of_scores(lambda where: flat[where] if isinstance(where, slice) else flat.take(where), flat, k)
+
+
+def topk_of_scores(scores_at: ScoresAt, like: torch.Tensor, k: int) -> torch.Tensor:
+    """`topk_indices` of a score vector that is computed on demand instead of held: `scores_at(where)` returns
+    the scores at a slice or at int64 positions of a flat vector of `like.numel()` entries, always the same
+    value for the same position (an elementwise function of tensors the caller holds), in a tensor that may be
+    reused by its next call. The answer is exactly `topk_indices(all_scores, k)`; at most a chunk of scores, a
+    sample and the candidates exist at once.
+
+    :param scores_at: scores at positions `where` (a slice, possibly strided, or an int64 index tensor)
+    :param like: a tensor with as many entries as the score vector, on its device (only its size is read)
+    :param k: how many positions to pick
+    """
+    total = like.numel()
+    device = like.device
     k = max(0, min(int(k), total))
     if k == 0:
-        return torch.empty(0, dtype=torch.long, device=flat.device)
+        return torch.empty(0, dtype=torch.long, device=device)
     if k == total:
-        return torch.arange(total, device=flat.device)
+        return torch.arange(total, device=device)
     if total <= _DIRECT_LIMIT:
-        return _select_among_candidates(flat, k)
+        return _select_among_candidates(scores_at(slice(0, total)), k)
 
     stride = max(1, total // _SAMPLE_SIZE)
-    sample = flat[::stride].contiguous()
+    sample = scores_at(slice(0, total, stride)).clone(memory_format=torch.contiguous_format)
     sample_size = sample.numel()
     fraction = k / total
     # Aim the threshold a few standard deviations below the expected k-th value so that one pass suffices.
@@ -64,15 +87,25 @@ def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
     keep = math.ceil(fraction * sample_size + margin)
     while True:
         if keep >= sample_size:
-            candidates = torch.arange(total, device=flat.device)
+            candidates = torch.arange(total, device=device)
             break
         threshold = torch.kthvalue(sample, sample_size - keep).values
-        candidates = torch.nonzero(flat >= threshold).view(-1)
+        candidates = _positions_at_least(scores_at, total, threshold)
         if candidates.numel() >= k:
             break
         keep *= 4
-    chosen = _select_among_candidates(flat.take(candidates), k)
+    chosen = _select_among_candidates(scores_at(candidates), k)
     return candidates.take(chosen)
+
+
+def _positions_at_least(scores_at: ScoresAt, total: int, threshold: torch.Tensor) -> torch.Tensor:
+    """Ascending positions whose score is >= `threshold`, gathered a chunk of scores at a time."""
+    chunk = mask_chunks.CHUNK
+    found = [
+        torch.nonzero(scores_at(slice(start, min(start + chunk, total))) >= threshold).view(-1).add_(start)
+        for start in range(0, total, chunk)
+    ]
+    return found[0] if len(found) == 1 else torch.cat(found)
 
 
 def bottomk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:

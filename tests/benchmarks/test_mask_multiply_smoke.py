@@ -18,5 +18,5 @@ def test_every_contender_zeroes_exactly_the_inactive_entries() -> None:
 
 def test_mask_multiply_smoke(capsys) -> None:
     ratios = mask_multiply.main(["--smoke"])
-    assert ratios["multiply by float mask"] == 1.0 and len(ratios) == 6
+    assert ratios["multiply by float mask"] == 1.0 and len(ratios) == 7
     assert "bytes/weight" in capsys.readouterr().out

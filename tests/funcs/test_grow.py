@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from sparselearning.errors import SparseLearningError
+from sparselearning.funcs._layers import inactive_scores_at
 from sparselearning.funcs.grow import (
     abs_grad_growth,
     momentum_growth,
@@ -133,3 +134,19 @@ def test_struct_growth_adds_whole_kernels_by_criterion() -> None:
     assert by_mean.view(3, 4).all(dim=1).tolist() == [True, True, False]
     by_min = registry["struct-absolute-gradient-min"](masking, "0.weight", 4, conv.weight)
     assert by_min.view(3, 4).all(dim=1).tolist() == [True, False, True]
+
+
+def test_growth_scores_are_the_same_whole_in_chunks_strided_or_at_positions() -> None:
+    generator = torch.Generator().manual_seed(2)
+    values = torch.randn(30, 40, generator=generator)
+    original = values.clone()
+    mask = torch.rand(30, 40, generator=generator) < 0.2
+    expected = torch.where(mask, torch.tensor(-1.0), values.abs()).reshape(-1)
+    scores_at = inactive_scores_at(mask, values)
+    assert torch.equal(scores_at(slice(0, 1200)), expected)
+    # Each answer is valid until the next call (its buffer is reused), so keep copies.
+    assert torch.equal(torch.cat([scores_at(slice(s, s + 256)).clone() for s in range(0, 1200, 256)]), expected)
+    assert torch.equal(scores_at(slice(3, 1200, 7)), expected[3::7])
+    positions = torch.tensor([1199, 0, 517, 517])
+    assert torch.equal(scores_at(positions), expected[positions])
+    assert torch.equal(values, original), "scoring never writes to the gradient or momentum it reads"

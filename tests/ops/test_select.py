@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparselearning.ops.select import apportion, bottomk_indices, sample_indices, topk_indices
+from sparselearning.ops import mask_chunks
+from sparselearning.ops.select import apportion, bottomk_indices, sample_indices, topk_indices, topk_of_scores
 
 
 @pytest.mark.parametrize(("size", "k"), [(10, 3), (3000, 2000), (40_000, 1000), (100_000, 30_000), (300_000, 9000)])
@@ -85,3 +86,22 @@ def test_apportion_sums_exactly_and_respects_caps() -> None:
     shares = apportion(12345, [0.3, 0.1, 2.5, 0.0], [5000, 9000, 4000, 9000])
     assert sum(shares) == 12345
     assert all(s <= c for s, c in zip(shares, [5000, 9000, 4000, 9000]))
+
+
+def test_scores_asked_for_a_chunk_at_a_time_give_the_answer_of_the_whole_vector(monkeypatch) -> None:
+    monkeypatch.setattr(mask_chunks, "CHUNK", 4096)
+    values = torch.randn(100_000, generator=torch.Generator().manual_seed(5))
+    values[::1000] = 0.25  # ties across chunk borders
+    asked: list[slice | torch.Tensor] = []
+
+    def scores_at(where: slice | torch.Tensor) -> torch.Tensor:
+        asked.append(where)
+        return values[where] if isinstance(where, slice) else values.take(where)
+
+    for k in (1, 3000, 60_000):
+        asked.clear()
+        assert torch.equal(topk_of_scores(scores_at, values, k), torch.sort(torch.topk(values, k).indices).values)
+        whole_chunks = [where for where in asked if isinstance(where, slice) and where.step is None]
+        assert len(whole_chunks) % 25 == 0 and all(where.stop - where.start <= 4096 for where in whole_chunks)
+    assert topk_of_scores(scores_at, values, 0).numel() == 0
+    assert topk_of_scores(scores_at, values, 100_000).tolist() == list(range(100_000))
