@@ -1,8 +1,10 @@
 """Ways to zero the inactive entries of one weight-sized tensor, timed side by side: the per-step primitive that
 decides how many bytes per weight masking must keep (issue: masks in 2 bytes per weight).
 
-The float mask costs 4 bytes per weight and is what `Masking` multiplies by today; every other form here costs
-less memory. One thread, medians of alternating rounds; each contender zeroes the same tensor in place.
+The float mask costs 4 bytes per weight and is what `Masking` used to keep and multiply by; every other form here
+costs less memory. `Masking` now multiplies by its bool masks turned into floats one L2-sized chunk at a time
+(`sparselearning.ops.mask_chunks`, "bool mask in float chunks"). One thread, medians of alternating rounds; each
+contender zeroes the same tensor in place.
 
     .venv/bin/python -m benchmarks.mask_multiply             # 2048 x 2048 at density 0.1, about a minute
     .venv/bin/python -m benchmarks.mask_multiply --smoke     # seconds
@@ -16,6 +18,7 @@ from collections.abc import Callable
 import torch
 
 from benchmarks.timing import alternating_medians
+from sparselearning.ops.mask_chunks import multiply_by_bool_masks
 
 
 def contenders(weight: torch.Tensor, mask: torch.Tensor) -> dict[str, tuple[float, Callable[[], object]]]:
@@ -32,6 +35,7 @@ def contenders(weight: torch.Tensor, mask: torch.Tensor) -> dict[str, tuple[floa
     density = mask.float().mean().item()
     return {
         "multiply by float mask": (4.0, lambda: torch._foreach_mul_([weight], [as_float])),
+        "bool mask in float chunks": (1.0, lambda: multiply_by_bool_masks([weight], [mask])),
         "multiply by bool mask": (1.0, lambda: weight.mul_(mask)),
         "multiply by uint8 mask": (1.0, lambda: weight.mul_(as_uint8)),
         "multiply by bfloat16 mask": (2.0, lambda: weight.mul_(as_bf16)),
