@@ -29,3 +29,11 @@ def test_or_of_packed_records_is_the_packed_union() -> None:
     first, second = torch.rand(100) < 0.2, torch.rand(100) < 0.2
     union = pack_bits(first).bitwise_or_(pack_bits(second))
     assert torch.equal(unpack_bits(union, 100), first | second)
+
+
+def test_a_mask_that_starts_inside_a_word_packs_the_same() -> None:
+    storage = torch.rand(1 + 8 * 50, generator=torch.Generator().manual_seed(4)) < 0.5
+    shifted = storage[1:]  # its bytes start one past an 8-byte boundary: no int64 view of them
+    assert shifted.storage_offset() == 1
+    assert torch.equal(pack_bits(shifted), pack_bits(shifted.clone()))
+    assert torch.equal(unpack_bits(pack_bits(shifted), 400), shifted)
