@@ -122,7 +122,7 @@ MEANINGS: dict[str, dict[str, str]] = {
         "interval": "mask update every this many steps (or epochs)",
         "start_when": "first step at which masks may change (`null`: Pruning starts at 10% of the run)",
         "end_when": "step from which masks no longer change (`null`: 75% of the run's steps)",
-        "low_memory": "keep no ever-active record (no ITOP rate): masks then cost 1.0 bytes per weight instead of 1.125",
+        "low_memory": "keep no ever-active record, so no ITOP rate (1.0 byte per weight, not 1.125)",
         "lottery_mask_path": "a finished run's directory, its `checkpoints/last.pt`, or a saved `Masking` state",
         "shuffle": "`true`: keep only each layer's density of the saved masks (`lottery-ticket-dist`)",
         "n": "N:M: weights kept in every group of `m` consecutive inputs of a layer (`1 <= n <= m`)",
