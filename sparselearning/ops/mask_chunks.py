@@ -21,6 +21,7 @@ import torch
 # entries spill out of L2.
 CHUNK = 1 << 18
 
+
 def group_small(numels: Sequence[int], chunk: int | None = None) -> list[list[int]]:
     """Indices of the tensors smaller than `chunk` entries, in order, gathered into groups of at most `chunk`
     entries in all (each group is converted and multiplied with one call each); larger tensors are in none."""

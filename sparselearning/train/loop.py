@@ -339,9 +339,7 @@ class Run:
         name, kwargs = registry_model_arguments(self.cfg, self.info)  # full width
         reference = model_registry[name](**kwargs).to(self.device)
         weights = sum(
-            candidate.parameter.numel()
-            for candidate in weight_candidates(reference)
-            if candidate.masked_by_default
+            candidate.parameter.numel() for candidate in weight_candidates(reference) if candidate.masked_by_default
         )
         return count_inference_flops(reference, self._example_input()).dense, weights
 
