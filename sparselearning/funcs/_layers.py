@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from sparselearning.errors import SparseLearningError
+from sparselearning.ops.mask_chunks import mask_bytes
 from sparselearning.ops.select import ScoresAt
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def inactive_scores_at(mask: torch.Tensor, values: torch.Tensor) -> ScoresAt:
     and only where asked: no weight-sized score buffer.
     """
     flat = values.detach().reshape(-1)
-    active = mask.reshape(-1).view(torch.uint8)
+    active = mask_bytes(mask)
     buffers: list[torch.Tensor] = []  # scores and mask floats of the last chunk, reused: no allocation per chunk
 
     def scores_at(where: slice | torch.Tensor) -> torch.Tensor:

@@ -39,9 +39,11 @@ def group_small(numels: Sequence[int], chunk: int | None = None) -> list[list[in
     return groups
 
 
-def _flat_bytes(mask: torch.Tensor) -> torch.Tensor:
-    """A bool mask as flat uint8 0/1 (a view when contiguous): copying uint8 into floats is far faster than bool."""
-    return mask.reshape(-1).view(torch.uint8)
+def mask_bytes(mask: torch.Tensor) -> torch.Tensor:
+    """A mask as flat uint8 0/1 (a view of a contiguous bool mask; other dtypes count nonzero as active): copying
+    uint8 into floats is far faster than copying bool."""
+    flat = mask.reshape(-1)
+    return (flat if flat.dtype == torch.bool else flat != 0).view(torch.uint8)
 
 
 def multiply_by_bool_masks(
@@ -54,7 +56,7 @@ def multiply_by_bool_masks(
     direct: list[tuple[torch.Tensor, torch.Tensor]] = []
     for tensor, mask in zip(tensors, masks, strict=True):
         if tensor.device.type == "cpu" and tensor.is_contiguous() and tensor.is_floating_point():
-            batched.setdefault((tensor.device, tensor.dtype), []).append((tensor.view(-1), _flat_bytes(mask)))
+            batched.setdefault((tensor.device, tensor.dtype), []).append((tensor.view(-1), mask_bytes(mask)))
         else:
             direct.append((tensor, mask))
     if direct:
@@ -79,7 +81,7 @@ def float_chunks(
     `dtype` (a reused buffer, valid until the next chunk), then the same chunk of each tensor (views, so in-place
     work on them lands in the tensors)."""
     chunk = chunk or CHUNK
-    flat_mask = _flat_bytes(mask)
+    flat_mask = mask_bytes(mask)
     count = flat_mask.numel()
     for tensor in tensors:
         if tensor.dim() != 1 or tensor.numel() != count:

@@ -28,3 +28,13 @@ def test_statistics_over_active_weights_only() -> None:
     assert momentum_redistribution(masking, "0.weight", weight, mask) == pytest.approx(1.0)
     assert nonzero_redistribution(masking, "0.weight", weight, mask) == 3.0
     assert grad_redistribution(masking, "0.weight", weight, torch.zeros(2, 2, dtype=torch.bool)) == 0.0
+
+
+def test_the_gradient_statistic_reads_bool_and_float_masks_alike() -> None:
+    weight = torch.nn.Parameter(torch.zeros(2, 3))
+    weight.grad = torch.tensor([[-1.0, 2.0, -3.0], [4.0, -5.0, 6.0]])
+    as_bool = torch.tensor([[True, False, True], [False, False, True]])
+    masking = None  # the statistic reads only the weight and the mask
+    assert grad_redistribution(masking, "w", weight, as_bool) == 10.0 / 3
+    assert grad_redistribution(masking, "w", weight, as_bool.float()) == 10.0 / 3
+    assert grad_redistribution(masking, "w", weight, torch.zeros(2, 3, dtype=torch.bool)) == 0.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparselearning.ops.mask_chunks import float_chunks, group_small, multiply_by_bool_masks
+from sparselearning.ops.mask_chunks import float_chunks, group_small, mask_bytes, multiply_by_bool_masks
 
 
 def test_small_tensors_share_groups_of_at_most_a_chunk_and_large_ones_are_left_out() -> None:
@@ -62,3 +62,12 @@ def test_float_chunks_take_the_dtype_asked_for_and_refuse_tensors_that_do_not_ma
         next(float_chunks(mask, torch.zeros(2, 3)))
     with pytest.raises(ValueError, match="got shape \\(5,\\)"):
         next(float_chunks(mask, torch.zeros(5)))
+
+
+def test_masks_of_other_dtypes_count_nonzero_as_active() -> None:
+    as_floats = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    assert mask_bytes(as_floats).tolist() == [1, 0, 0, 1]
+    values = torch.tensor([5.0, 6.0, 7.0, 8.0])
+    assert [floats.tolist() for floats, _ in float_chunks(as_floats, values)] == [[1.0, 0.0, 0.0, 1.0]]
+    bools = torch.tensor([True, False, True])
+    assert mask_bytes(bools).data_ptr() == bools.data_ptr(), "a bool mask is read in place, not copied"
